@@ -10,7 +10,8 @@ Variants, timed alternately in one process (median of ``--repeats``):
 * ``one_direction``: :meth:`RegistrationNet.register` (encode M and F in one batch, decode only
   ``E(M) - E(F)``) + two warps, inference_mode;
 * ``one_direction+cl3d``: the same with weights and inputs in ``channels_last_3d``;
-* ``one_direction+bf16``: the same under bf16 autocast (CUDA only by default; ``--cpu-bf16`` adds it on CPU).
+* ``one_direction+bf16``: ``register(..., precision="bfloat16")`` (CUDA only by default; ``--cpu-bf16``
+  adds it on CPU; the CLI's ``regexplain register --precision bfloat16``).
 
 Goal: <= 0.25 s per pair on 2 CPU cores.
 """
@@ -37,10 +38,10 @@ def register_forward(model: RegistrationNet, moving: torch.Tensor, fixed: torch.
 
 
 def register_one_way(model: RegistrationNet, moving: torch.Tensor, fixed: torch.Tensor,
-                     onehot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                     onehot: torch.Tensor, precision: str = "float32") -> tuple[torch.Tensor, torch.Tensor]:
     """Fast path: :meth:`RegistrationNet.register` (one encoder pass for both images, decodes M -> F
     only), then warp image and labels."""
-    phi = model.register(moving, fixed).float()
+    phi = model.register(moving, fixed, precision=precision)
     return warp(moving.float(), phi), warp_labels(onehot, phi)
 
 
@@ -60,8 +61,8 @@ def _variants(model: RegistrationNet, moving, fixed, onehot, device, cpu_bf16: b
             return register_one_way(m, mv, fx, onehot)
 
     def bf16():
-        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16):
-            return register_one_way(model, moving, fixed, onehot)
+        with torch.inference_mode():
+            return register_one_way(model, moving, fixed, onehot, "bfloat16")
 
     out = {"forward": fwd, "one_direction": one,
            "one_direction+cl3d": lambda: one(cl_model, *cl_in)}

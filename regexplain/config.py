@@ -21,6 +21,7 @@ from regexplain.io import write_text
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 DATASETS = ("hippocampus", "lung")
+PRECISIONS = ("float32", "bfloat16")  # inference precisions of RegistrationNet.register
 
 
 class ConfigError(RegexplainError, ValueError):

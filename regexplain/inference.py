@@ -77,9 +77,10 @@ def original_displacement(u_work: torch.Tensor, orig_shape, base, work, rshape=N
 
 @torch.no_grad()
 def register_files(model, cfg: Config, moving: Path, fixed: Path, out: Path, *,
-                   moving_label: Path | None = None, device=None) -> dict[str, Path]:
+                   moving_label: Path | None = None, device=None, precision: str = "float32"
+                   ) -> dict[str, Path]:
     """Register ``moving`` onto ``fixed``; write warped image, warped label (when given) and displacement
-    into ``out``. Returns ``{name: path}``."""
+    into ``out``. Returns ``{name: path}``. ``precision``: see :meth:`RegistrationNet.register`."""
     mov, _ = _read(Path(moving), "moving image")
     fix, affine = _read(Path(fixed), "fixed image")
     if mov.shape != fix.shape:
@@ -95,7 +96,7 @@ def register_files(model, cfg: Config, moving: Path, fixed: Path, out: Path, *,
     device = device or next(model.parameters()).device
     m = torch.from_numpy(_working(mov, rshape, base, work))[None, None].to(device)
     f = torch.from_numpy(_working(fix, rshape, base, work))[None, None].to(device)
-    phi = model.eval().register(m, f)
+    phi = model.eval().register(m, f, precision=precision)
     u = original_displacement(map_to_displacement(phi), mov.shape, base, work, rshape)
     phi_orig = displacement_to_map(u)
     out = Path(out)

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from regexplain.config import PRECISIONS
 from regexplain.spatial import integrate_gradients
 
 _LN2 = math.log(2.0)
@@ -191,16 +192,22 @@ class RegistrationNet(nn.Module):
         return RegistrationOutput(grads[:b], grads[b:], phi[:b], phi[b:])
 
     @torch.no_grad()
-    def register(self, moving: Tensor, fixed: Tensor) -> Tensor:
-        """Voxel sampling map ``phi_mf`` ``(B, 3, D, H, W)``: ``warp(moving, phi_mf) ~ fixed``.
+    def register(self, moving: Tensor, fixed: Tensor, *, precision: str = "float32") -> Tensor:
+        """Voxel sampling map ``phi_mf`` ``(B, 3, D, H, W)`` float32: ``warp(moving, phi_mf) ~ fixed``.
 
         Equals ``self(moving, fixed).phi_mf`` but decodes only the M -> F direction (half the decoder
-        work; ``benchmarks/register.py``).
+        work; ``benchmarks/register.py``). ``precision="bfloat16"`` runs the convolutions under bf16
+        autocast on the input's device (the softplus and the cumulative sums stay float32): about 1.85x
+        faster for the paper architecture on an AVX-512 CPU, maps within a few thousandths of a voxel.
         """
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if moving.shape != fixed.shape:
             raise ValueError(f"moving and fixed must have the same shape, got {tuple(moving.shape)} "
                              f"and {tuple(fixed.shape)}")
         self._check_input(moving, "moving")
         b = moving.shape[0]
-        diffs = [f[:b] - f[b:] for f in self.encoder(torch.cat([moving, fixed]))]
-        return integrate_gradients(self.decoder(diffs[-1], diffs[:-1] if self.skip_connections else None))
+        with torch.autocast(moving.device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+            diffs = [f[:b] - f[b:] for f in self.encoder(torch.cat([moving, fixed]))]
+            grads = self.decoder(diffs[-1], diffs[:-1] if self.skip_connections else None)
+        return integrate_gradients(grads.float())

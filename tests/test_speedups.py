@@ -46,6 +46,24 @@ def test_register_one_direction_not_identity():
     assert map_to_displacement(phi).abs().max() > 1e-3
 
 
+def test_register_bfloat16_close_to_float32():
+    """bf16 autocast is an opt-in speed-up: the map stays float32 and close to the float32 one, but is
+    not bit-equal (so the flag really changes the arithmetic)."""
+    net = _trained_like((4, 8, 8))
+    m, f = _pair()
+    ref = net.register(m, f)
+    fast = net.register(m, f, precision="bfloat16")
+    assert fast.dtype == torch.float32 and fast.shape == ref.shape
+    diff = (fast - ref).abs().max().item()
+    assert 0 < diff < 0.05 * map_to_displacement(ref).abs().max().item() + 1e-3
+
+
+def test_register_rejects_unknown_precision():
+    net = _trained_like((4, 8, 8))
+    with pytest.raises(ValueError, match="precision"):
+        net.register(*_pair(), precision="fp16")
+
+
 def test_channels_last_3d_same_output():
     net = _trained_like((4, 8, 8))
     cl = _trained_like((4, 8, 8)).to(memory_format=torch.channels_last_3d)

@@ -211,6 +211,12 @@ def test_cli_register_writes_on_the_fixed_grid(smoke_run, tmp_path, capsys):
         np.testing.assert_allclose(aff, affine)
     warped_label, _ = read_nifti(out / "warped_label.nii.gz")
     assert set(np.unique(warped_label)) <= {0, 1}
+    # bf16 inference: same files, displacement close to the float32 one
+    assert cli.main(["register", "--model", str(smoke_run), "--moving", str(tmp_path / "m.nii.gz"),
+                     "--fixed", str(tmp_path / "f.nii.gz"), "--out", str(tmp_path / "bf16"),
+                     "--precision", "bfloat16"]) == 0
+    u32, u16 = _read4d(out / "displacement.nii.gz")[0], _read4d(tmp_path / "bf16" / "displacement.nii.gz")[0]
+    assert np.abs(u16 - u32).max() < 0.05 + 0.05 * np.abs(u32).max()
     # mismatched shapes: one clear line naming the file
     write_nifti(tmp_path / "small.nii.gz", mov[:10], np.eye(4))
     assert cli.main(["register", "--model", str(smoke_run), "--moving", str(tmp_path / "small.nii.gz"),
