@@ -44,18 +44,20 @@ TRANSFORM_NAMES = ("rotation", "translation", "scaling")
 # ---------------------------------------------------------------------------------------- case study
 
 def case_study_transforms(shape: Sequence[int], *, rotation_deg: float = PAPER_ROTATION,
-                          translation_vox: float | None = None, zoom: float = PAPER_ZOOM
+                          translation_vox: float | None = None, zoom: float = PAPER_ZOOM, strength: float = 1.0
                           ) -> dict[str, torch.Tensor]:
     """Sampling maps ``(1, 3, D, H, W)`` of the three case-study transforms, built with
     :mod:`regexplain.spatial` (the same transforms as data augmentation).
 
     ``translation_vox`` defaults to ``10 * W / 64`` (the paper's 10 voxels at 64^3, scaled).
+    ``strength`` scales all three along their one-parameter groups: ``strength * rotation_deg``,
+    ``strength * translation_vox`` and ``zoom ** strength`` (0 = identity, 1 = the paper's case study).
     """
     shape = tuple(int(s) for s in shape)
     shift = PAPER_TRANSLATION * shape[2] / PAPER_SIZE if translation_vox is None else float(translation_vox)
-    return {"rotation": spatial.rotation_map(shape, rotation_deg, "z"),
-            "translation": spatial.translation_map(shape, (0.0, 0.0, shift)),
-            "scaling": spatial.scaling_map(shape, zoom)}
+    return {"rotation": spatial.rotation_map(shape, strength * rotation_deg, "z"),
+            "translation": spatial.translation_map(shape, (0.0, 0.0, strength * shift)),
+            "scaling": spatial.scaling_map(shape, zoom ** strength)}
 
 
 def transform_volumes(images: torch.Tensor, phi: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
@@ -248,22 +250,53 @@ def _subspace_scores(coeffs_tr, coeffs_va, f_tr, f_va, variances, deltas, sigma,
     out["dci"] = {k: dz.null_summary(dci[k], [d[k] for d in dci_null]) for k in ("disentanglement",
                                                                                  "completeness")}
     out["dci"]["informativeness"] = dci["informativeness"]
-    out["selectivity"] = {}
-    for j, name in enumerate(names):
-        obs = dz.selectivity(deltas[name], sigma)
-        null = [dz.selectivity(c[2 + j], sigma) for c in nulls]
-        out["selectivity"][name] = {
-            "top_share": dz.null_summary(obs["top_share"], [s["top_share"] for s in null]),
+    out["selectivity"] = {name: _selectivity_with_null(deltas[name], sigma, [c[2 + j] for c in nulls])
+                          for j, name in enumerate(names)}
+    return out
+
+
+def _selectivity_with_null(deltas: np.ndarray, sigma: np.ndarray, null_deltas: Sequence[np.ndarray]
+                           ) -> dict[str, Any]:
+    """:func:`regexplain.disentangle.selectivity` of the PCA coordinates beside the same deltas expressed
+    in random bases (``null_deltas``, from :func:`regexplain.disentangle.random_basis_codes`)."""
+    obs = dz.selectivity(deltas, sigma)
+    null = [dz.selectivity(d, sigma) for d in null_deltas]
+    return {"top_share": dz.null_summary(obs["top_share"], [s["top_share"] for s in null]),
             "participation_ratio": dz.null_summary(obs["participation_ratio"],
                                                    [s["participation_ratio"] for s in null], False),
-            "top_component": obs["top_component"], "mean_abs_z": obs["mean_abs_z"]}
+            "mean_top_share": dz.null_summary(obs["mean_top_share"], [s["mean_top_share"] for s in null]),
+            "coherence": obs["coherence"], "top_component": obs["top_component"],
+            "mean_top_component": obs["mean_top_component"], "mean_abs_z": obs["mean_abs_z"]}
+
+
+def selectivity_by_strength(model, dec: Decomposition, images: torch.Tensor, coeffs_train: np.ndarray,
+                            strengths: Sequence[float] = (0.2, 0.4, 0.6, 1.0), *, n_null: int = 20,
+                            seed: int = 0, batch_size: int = 8) -> dict[str, Any]:
+    """Case-study selectivity as the transforms grow from small to the paper's (``strength`` of
+    :func:`case_study_transforms`; at 32^3, 0.2 = a 1-voxel shift, 4 degrees, zoom 1.037).
+
+    A latent direction that encodes a factor linearly answers a small transform along it, whatever its
+    size; the paper's transforms are 2-3 population standard deviations of the phantoms' factors, where
+    the code is no longer linear. Returns ``{"strengths": [...], "<transform>": [selectivity with null
+    per strength]}``; the null draws one random basis per draw for every strength and transform.
+    """
+    rng = np.random.default_rng(seed)
+    rots = [dz.random_rotation(dec.n_components, rng) for _ in range(n_null)]
+    out: dict[str, Any] = {"strengths": [float(s) for s in strengths]}
+    for strength in strengths:
+        transforms = case_study_transforms(images.shape[2:], strength=strength)
+        deltas = case_study_deltas(model, dec, images, transforms, batch_size)
+        for name, d in deltas.items():
+            null = [dz.rotated_codes([coeffs_train, d], dec.explained_variance, r)[1] for r in rots]
+            out.setdefault(name, []).append(_selectivity_with_null(d, dec.sigma, null))
     return out
 
 
 def interpretability_report(model, dec: Decomposition, train_set, val_set,
                             factors: tuple[Sequence[str], Sequence[str], np.ndarray], *, k_info: int = 8,
                             n_null: int = 20, n_boot: int = 20, n_affine: int = 8, seed: int = 0,
-                            field_baseline: bool = True, batch_size: int = 8) -> dict[str, Any]:
+                            field_baseline: bool = True, strengths: Sequence[float] = (0.2, 0.4, 0.6, 1.0),
+                            batch_size: int = 8) -> dict[str, Any]:
     """Everything of the "beyond the paper" list as one JSON-serialisable dict.
 
     Args:
@@ -271,6 +304,7 @@ def interpretability_report(model, dec: Decomposition, train_set, val_set,
         train_set, val_set: :class:`~regexplain.data.pairs.VolumeSet` (images, labels, ids).
         factors: ``read_factors(root)`` -> ``(ids, names, values)``, ground truth per volume id.
         k_info: number of leading components for the headline R^2 (``r2_at_<k>``).
+        strengths: case-study strengths for :func:`selectivity_by_strength` (empty: skipped).
     Scores (each beside a null of ``n_null`` random orthonormal bases of the PCA subspace with matched
     variances, :func:`regexplain.disentangle.random_basis_codes`; every ``p_value`` is the share of null
     draws at least as good, where smaller is better for ``participation_ratio``): informativeness, SAP,
@@ -295,6 +329,9 @@ def interpretability_report(model, dec: Decomposition, train_set, val_set,
                                   **dz.null_summary(affine_score(contents),
                                                     _affine_null(model, dec, n_affine, mask, n_null, seed))}
     report["latent"]["stability"] = dz.bootstrap_stability(z_tr, dec.components, n_boot, seed)
+    if len(strengths):
+        report["latent"]["selectivity_by_strength"] = selectivity_by_strength(
+            model, dec, val_set.images, a_tr, strengths, n_null=n_null, seed=seed, batch_size=batch_size)
     if field_baseline:
         report["fields"] = _field_baseline(model, dec.n_components, train_set, val_set, z_tr, f_tr, f_va,
                                            transforms, k_info, n_null, n_boot, n_affine, mask, seed,

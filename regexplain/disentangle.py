@@ -181,20 +181,30 @@ def selectivity(deltas: np.ndarray, sigma: np.ndarray) -> dict[str, Any]:
     """How concentrated a response is: standardised deltas ``z_ij = delta_ij / sigma_j`` ``(N, K)``.
 
     Per subject: ``top_share = max_j z_j^2 / sum_j z_j^2`` (1 / K .. 1) and the participation ratio
-    ``PR = (sum_j z_j^2)^2 / sum_j z_j^4`` (1 .. K, the effective number of responding components).
-    Returns their medians, the modal top component and the mean ``|z|`` profile ``(K,)``.
+    ``PR = (sum_j z_j^2)^2 / sum_j z_j^4`` (1 .. K, the effective number of responding components);
+    their medians are returned. The same top share of the *mean* response ``mean_i z_i`` (the
+    transform's average direction in the latent space) is ``mean_top_share``, and
+    ``coherence = |mean_i z_i|^2 / mean_i |z_i|^2`` (1 when every subject moves the same way, near 0
+    when the per-subject responses point in unrelated directions) says how much of the per-subject
+    response that average direction carries. Also the modal top component and the mean ``|z|`` profile.
     """
     d = np.asarray(deltas, np.float64)
     s = np.asarray(sigma, np.float64)
-    z2 = (d / np.where(s > 0, s, 1.0)) ** 2
+    z = d / np.where(s > 0, s, 1.0)
+    z2 = z ** 2
     tot = z2.sum(1)
     ok = tot > 0
     share = z2[ok].max(1) / tot[ok]
     pr = tot[ok] ** 2 / (z2[ok] ** 2).sum(1)
     top = np.bincount(z2.argmax(1), minlength=z2.shape[1])
+    mean = z.mean(0)
+    m2 = mean ** 2
     return {"top_share": float(np.median(share)) if ok.any() else 0.0,
             "participation_ratio": float(np.median(pr)) if ok.any() else float(z2.shape[1]),
             "top_component": int(top.argmax()), "top_component_frequency": float(top.max() / len(z2)),
+            "mean_top_share": float(m2.max() / m2.sum()) if m2.sum() > 0 else 0.0,
+            "mean_top_component": int(m2.argmax()),
+            "coherence": float(m2.sum() / tot.mean()) if tot.mean() > 0 else 0.0,
             "mean_abs_z": np.sqrt(z2).mean(0).tolist()}
 
 
@@ -217,8 +227,11 @@ def random_basis_codes(coeffs: Sequence[np.ndarray], variances: np.ndarray, rng:
     thus inherits the PCA variance order (relevant to "first k" scores). The same ``R`` and scales apply
     to every array of ``coeffs`` (e.g. train, validation, transformed copies).
     """
-    k = coeffs[0].shape[1]
-    rot = random_rotation(k, rng)
+    return rotated_codes(coeffs, variances, random_rotation(coeffs[0].shape[1], rng))
+
+
+def rotated_codes(coeffs: Sequence[np.ndarray], variances: np.ndarray, rot: np.ndarray) -> list[np.ndarray]:
+    """:func:`random_basis_codes` with a given orthogonal ``(K, K)`` matrix ``rot``."""
     b0 = coeffs[0] @ rot
     sd = b0.std(0, ddof=1)
     scale = np.sqrt(np.asarray(variances, np.float64)) / np.where(sd > 0, sd, 1.0)

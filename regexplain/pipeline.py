@@ -318,7 +318,33 @@ def results_markdown(results: dict[str, Any], profile: str) -> str:
                 elif isinstance(v, (int, float)):
                     lines.append(f"| {model} | {k} | {_f(v, 3)} | – | – |")
         lines.append("")
+    lines += _strength_lines(results.get("07_quantitative", {}))
     return "\n".join(lines) + "\n"
+
+
+def _strength_lines(quantitative: dict[str, Any]) -> list[str]:
+    """RESULTS.md rows of the case-study selectivity against the transforms' strength (notebook 07)."""
+    sweeps = {name: quantitative.get(key, {}).get("latent", {}).get("selectivity_by_strength")
+              for name, key in (("hippocampus_noskip", "report"), ("hippocampus_skip", "report_skip"))}
+    sweeps = {k: v for k, v in sweeps.items() if v}
+    if not sweeps:
+        return []
+    lines = ["## Case-study selectivity against the transform's strength (1 = the paper's)", "",
+             "Standardised responses z = Δa / σ. Mean response: top share of the average z over subjects "
+             "(its component); per subject: median top share; coherence: share of the per-subject energy "
+             "along the average direction. Null: random bases of matched variances (95th percentile).", "",
+             "| model | transform | strength | mean response (component) | null 95 % | per subject | null 95 % "
+             "| coherence |", "|---|---|---|---|---|---|---|---|"]
+    for model, sweep in sweeps.items():
+        for t, rows in sweep.items():
+            if t == "strengths":
+                continue
+            for st, r in zip(sweep["strengths"], rows, strict=True):
+                m, p = r["mean_top_share"], r["top_share"]
+                lines.append(f"| {model} | {t} | {_f(st)} | {_f(m['observed'])} ({r['mean_top_component'] + 1}) "
+                             f"| {_f(m['null_p95'])} | {_f(p['observed'])} | {_f(p['null_p95'])} "
+                             f"| {_f(r['coherence'])} |")
+    return [*lines, ""]
 
 
 def case_summary(median_abs) -> dict[str, Any]:

@@ -42,6 +42,24 @@ def test_translation_moves_centroid_along_z():
     np.testing.assert_allclose(c1 - c0, [0.0, 0.0, 10.0 * N / 64], atol=0.05)
     c2, _ = _moments(_apply(vol, analysis.case_study_transforms(SHAPE, translation_vox=4)["translation"]))
     np.testing.assert_allclose(c2 - c0, [0.0, 0.0, 4.0], atol=0.05)
+    c3, _ = _moments(_apply(vol, analysis.case_study_transforms(SHAPE, strength=0.3)["translation"]))
+    np.testing.assert_allclose(c3 - c0, [0.0, 0.0, 3.0 * N / 64], atol=0.05)
+
+
+def test_strength_zero_is_identity_and_strength_scales_the_groups():
+    ident = spatial.identity_map(SHAPE)
+    for phi in analysis.case_study_transforms(SHAPE, strength=0.0).values():
+        torch.testing.assert_close(phi, ident, atol=1e-5, rtol=0)
+    # half strength twice = full strength, for rotation, translation and zoom alike
+    half = analysis.case_study_transforms(SHAPE, strength=0.5)
+    full = analysis.case_study_transforms(SHAPE)
+    hi = torch.tensor(SHAPE, dtype=torch.float32).view(1, 3, 1, 1, 1) - 1
+    for name in analysis.TRANSFORM_NAMES:
+        twice = spatial.warp(half[name].double(), half[name].double())  # phi_h(phi_h(x))
+        inside = torch.stack([(m >= 0) & (m <= hi) for m in (half[name], full[name])]).all(0).all(1, keepdim=True)
+        inside = inside.expand_as(twice)
+        assert inside.float().mean() > 0.5                             # (sampling outside is clamped)
+        torch.testing.assert_close(twice.float()[inside], full[name][inside], atol=1e-3, rtol=0)
 
 
 def test_rotation_turns_long_axis_by_20_degrees_about_z():
@@ -174,4 +192,10 @@ def test_interpretability_report_runs_and_is_json(tmp_path):
     json.dumps(rep)
     assert len(rep["latent"]["r2_at_3"]) == 3 and len(rep["latent"]["r2_curve"]) == 4
     assert set(rep["latent"]["selectivity"]) == set(analysis.TRANSFORM_NAMES)
+    sweep = rep["latent"]["selectivity_by_strength"]
+    assert sweep["strengths"] == [0.2, 0.4, 0.6, 1.0]
+    assert all(len(sweep[t]) == 4 for t in analysis.TRANSFORM_NAMES)
+    for t in analysis.TRANSFORM_NAMES:                               # strength 1 = the case study itself
+        for key in ("top_share", "mean_top_share"):
+            assert sweep[t][-1][key]["observed"] == pytest.approx(rep["latent"]["selectivity"][t][key]["observed"])
     assert "fields" in rep and len(rep["fields"]["affine"]["components"]) == 2

@@ -85,6 +85,19 @@ def test_selectivity_extremes():
     assert one["top_component"] == 1
     flat = dz.selectivity(np.array([[1.0, 2.0, 4.0]] * 5), sigma)  # equal standardised deltas
     assert flat["top_share"] == pytest.approx(1 / 3) and flat["participation_ratio"] == pytest.approx(3.0)
+    assert one["coherence"] == pytest.approx(1.0) and one["mean_top_share"] == pytest.approx(1.0)
+
+
+def test_selectivity_of_the_mean_response():
+    """Subjects moving +-1 along component 2 and 0.5 along component 0 (standardised): each subject's
+    response is spread (top share 0.8), but the average direction is component 0 alone, and it carries
+    0.25 / 1.25 of the per-subject energy."""
+    sigma = np.array([2.0, 1.0, 4.0])
+    d = np.array([[1.0, 0.0, 4.0], [1.0, 0.0, -4.0]] * 3)
+    sel = dz.selectivity(d, sigma)
+    assert sel["top_share"] == pytest.approx(0.8) and sel["top_component"] == 2
+    assert sel["mean_top_share"] == pytest.approx(1.0) and sel["mean_top_component"] == 0
+    assert sel["coherence"] == pytest.approx(0.25 / 1.25)
 
 
 def test_random_basis_codes_matches_variances_and_preserves_span():

@@ -42,11 +42,16 @@ def test_results_merge_and_markdown(tmp_path):
         {"dice": {"lung_noskip": {"dice_before": 0.7, "dice_after": 0.88, "folding_pct": 0.01}}}))
     (tmp_path / "results_03_decompose.json").write_text(json.dumps(
         {"explained_variance": {"hippocampus_noskip": {"K": 32, "total": 0.9, "first4": 0.5}}}))
+    row = {"mean_top_share": {"observed": 0.5, "null_p95": 0.1}, "top_share": {"observed": 0.2, "null_p95": 0.15},
+           "mean_top_component": 0, "coherence": 0.06}
+    (tmp_path / "results_07_quantitative.json").write_text(json.dumps(
+        {"report": {"latent": {"selectivity_by_strength": {"strengths": [0.2], "translation": [row]}}}}))
     res = pipeline.write_results(tmp_path, "quick")
     assert res["02_train"]["dice"]["lung_noskip"]["dice_after"] == 0.88
     md = (tmp_path / "RESULTS.md").read_text()
     assert "| lung_noskip | 0.70 | 0.88 | 0.74 | 0.90 |" in md          # ours beside the paper's
     assert "| hippocampus_noskip | 32 | 0.90 | 0.50 | 0.93 | 0.62 |" in md
+    assert "| hippocampus_noskip | translation | 0.20 | 0.50 (1) | 0.10 | 0.20 | 0.15 | 0.06 |" in md
     assert json.loads((tmp_path / "results.json").read_text())["paper"]["dice"]["lung_noskip"]["after"] == 0.90
 
 

@@ -193,6 +193,13 @@ def test_plotly_explorer_states_and_html(tiny, tmp_path):
     assert not re.search(r"<script[^>]+src=", text)  # nothing loaded from a CDN
 
 
+def _sweep(rng):
+    def row():
+        return {"mean_top_share": {"observed": rng.random(), "null_mean": 0.2, "null_p95": 0.3}}
+    return {"strengths": [0.2, 0.5, 1.0], "rotation": [row() for _ in range(3)],
+            "translation": [row() for _ in range(3)]}
+
+
 def test_paper_figures_from_arrays(tmp_path):
     from regexplain.viz import figures as F
 
@@ -210,7 +217,9 @@ def test_paper_figures_from_arrays(tmp_path):
         "scores": F.plot_scores({"a": 0.5, "b": 0.2}, {"a": 0.1}),
         "bars": F.plot_component_bars({"x": rng.random(8)}, ylabel="fraction"),
         "hist": F.plot_factor_histograms(["f1", "f2"], rng.random((30, 2))),
+        "strength": F.plot_selectivity_by_strength({m: _sweep(rng) for m in ("a", "b")}),
     }
+    assert [ax.get_title() for ax in figs["strength"].axes] == ["rotation", "translation"]
     box_ax = figs["box"].axes
     assert len(box_ax) == 2 and len(box_ax[0].get_xticks()) == 10  # first ten components only
     assert len(figs["grid"].axes) == 4  # 3 panels + colour bar

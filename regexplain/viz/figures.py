@@ -251,3 +251,31 @@ def plot_factor_histograms(names: Sequence[str], values: np.ndarray, *, title: s
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def plot_selectivity_by_strength(sweeps: Mapping[str, Mapping], *, key: str = "mean_top_share",
+                                 colors: Mapping[str, str] | None = None, title: str = "") -> Figure:
+    """One panel per case-study transform: ``key`` of each model's selectivity against the transform's
+    strength (:func:`regexplain.analysis.selectivity_by_strength`), with its null mean (dotted) and 95th
+    percentile (shaded band between them)."""
+    transforms = [t for t in next(iter(sweeps.values())) if t != "strengths"]
+    fig, axes = plt.subplots(1, len(transforms), figsize=(3.2 * len(transforms), 2.9), sharey=True,
+                             squeeze=False)
+    palette = colors or {}
+    for ax, t in zip(axes[0], transforms, strict=True):
+        for i, (name, sweep) in enumerate(sweeps.items()):
+            s = np.asarray(sweep["strengths"])
+            rows = [r[key] for r in sweep[t]]
+            color = palette.get(name, (NOSKIP_COLOR, SKIP_COLOR)[i % 2])
+            ax.plot(s, [r["observed"] for r in rows], "o-", color=color, label=name)
+            mean, p95 = [r["null_mean"] for r in rows], [r["null_p95"] for r in rows]
+            ax.plot(s, mean, ":", color=color)
+            ax.fill_between(s, mean, p95, color=color, alpha=0.15, lw=0)
+        ax.set(title=t, xlabel="strength (1 = paper's case study)")
+        ax.set_ylim(0, 1.02)
+    axes[0, 0].set_ylabel(key.replace("_", " "))
+    axes[0, 0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
