@@ -14,6 +14,11 @@ Variants, timed alternately in one process (median of ``--repeats``):
   adds it on CPU; the CLI's ``regexplain register --precision bfloat16``).
 
 Goal: <= 0.25 s per pair on 2 CPU cores.
+
+Roofline: the script also counts the floating-point operations of one ``register`` call
+(``torch.utils.flop_counter``) and times the device's best case, the largest 3x3x3 convolution of the
+network (32 -> 32 channels at 64^3) and a 4096^2 matmul, in float32 and bf16. ``GFLOP / best-case rate``
+is the shortest time the architecture can take at that precision on this device.
 """
 
 from __future__ import annotations
@@ -71,6 +76,31 @@ def _variants(model: RegistrationNet, moving, fixed, onehot, device, cpu_bf16: b
     return out
 
 
+def register_gflop(model: RegistrationNet, moving: torch.Tensor, fixed: torch.Tensor) -> float:
+    """Floating-point operations (multiply + add = 2) of one ``model.register`` call, in GFLOP."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        model.register(moving, fixed)
+    return counter.get_total_flops() / 1e9
+
+
+def peak_rates(device: torch.device, repeats: int) -> list[dict]:
+    """Best-case GFLOP/s of this device: the network's largest convolution and a square matmul."""
+    conv = torch.nn.Conv3d(32, 32, 3, padding=1).to(device).eval()
+    x = torch.randn(1, 32, 64, 64, 64, device=device)
+    a = torch.randn(4096, 4096, device=device)
+    work = {"conv3d 32->32 at 64^3": (lambda: conv(x), 2 * 64**3 * 27 * 32 * 32),
+            "matmul 4096^2": (lambda: a @ a, 2 * 4096**3)}
+    rows = []
+    for dtype in (torch.float32, torch.bfloat16):
+        for name, (fn, flop) in work.items():
+            with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+                t = summary(alternate({name: fn}, device, repeats)[name])["min_s"]
+            rows.append({"kernel": name, "dtype": str(dtype).removeprefix("torch."), "gflop_per_s": flop / t / 1e9})
+    return rows
+
+
 def main() -> None:
     ap = parser("register", __doc__)
     ap.add_argument("--size", type=int, default=64)
@@ -83,16 +113,24 @@ def main() -> None:
     moving, fixed = (torch.rand(1, 1, size, size, size, generator=g).to(device) for _ in range(2))
     onehot = one_hot(torch.randint(0, 3, (1, 1, size, size, size), generator=g), 3).to(device)
     print(f"register one {size}^3 pair on {device_info(device)}; median of {repeats}, alternating")
-    rows = []
+    rows, gflop = [], {}
     for arch, channels in ARCHS.items():
         torch.manual_seed(0)
         model = RegistrationNet(channels).to(device).eval()
+        gflop[arch] = register_gflop(model, moving, fixed)
         times = alternate(_variants(model, moving, fixed, onehot, device, args.cpu_bf16), device, repeats)
         for name, ts in times.items():
-            rows.append({"model": arch, "variant": name, **summary(ts)})
-    print(table(rows, ["model", "variant", "median_s", "min_s", "max_s", "n"]))
+            rate = gflop[arch] / summary(ts)["median_s"] if name.startswith("one_direction") else None
+            rows.append({"model": arch, "variant": name, **summary(ts), "gflop_per_s": rate})
+    print(table(rows, ["model", "variant", "median_s", "min_s", "max_s", "n", "gflop_per_s"]))
+    peaks = peak_rates(device, 3 if args.quick else 5)
+    print(table(peaks, ["kernel", "dtype", "gflop_per_s"]))
+    for arch, g in gflop.items():
+        bound = {p["dtype"]: g / p["gflop_per_s"] for p in peaks if p["kernel"].startswith("conv3d")}
+        print(f"{arch}: {g:.1f} GFLOP per pair; at the best-case convolution rate >= "
+              + ", ".join(f"{t:.3f} s in {d}" for d, t in bound.items()))
     write(args.json, {"benchmark": "register", "size": size, "goal_s": GOAL_S, **device_info(device),
-                      "results": rows})
+                      "gflop_per_pair": gflop, "peak_rates": peaks, "results": rows})
 
 
 if __name__ == "__main__":

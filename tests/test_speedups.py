@@ -117,3 +117,25 @@ def test_monai_built_loss_equals_ours():
     ga = torch.autograd.grad(total, net.decoder.head.weight, retain_graph=True)[0]
     gb = torch.autograd.grad(total2, net.decoder.head.weight)[0]
     torch.testing.assert_close(ga, gb, atol=1e-4, rtol=1e-3)
+
+
+def _register_flops(channels, size):
+    """Analytic multiply-add count x 2 of register(): encoder on 2 volumes, decoder + head on 1."""
+    n = [(size // 2**lvl) ** 3 for lvl in range(len(channels))]
+    enc = 2 * n[0] * 27 * channels[0]
+    dec = 2 * n[0] * 27 * channels[0] * 3                                     # head to 3 channels
+    for lvl in range(1, len(channels)):
+        cin, c = channels[lvl - 1], channels[lvl]
+        enc += 2 * n[lvl] * 8 * cin * c + 2 * n[lvl] * 27 * c * c          # 2^3 stride-2 conv + block
+        dec += 2 * n[lvl - 1] * c * cin + 2 * n[lvl - 1] * 27 * cin * cin  # 2^3 transposed conv + block
+    return 2 * enc + dec
+
+
+def test_register_benchmark_counts_the_network_flops():
+    """The roofline of benchmarks/register.py rests on this count."""
+    from register import register_gflop
+
+    channels = (4, 8, 16)
+    net = RegistrationNet(channels).eval()
+    m, f = _pair(16, batch=1)
+    assert register_gflop(net, m, f) * 1e9 == pytest.approx(_register_flops(channels, 16), rel=1e-9)
