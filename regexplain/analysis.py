@@ -68,11 +68,12 @@ def transform_volumes(images: torch.Tensor, phi: torch.Tensor, batch_size: int =
 
 
 def case_study_deltas(model, dec: Decomposition, images: torch.Tensor,
-                      transforms: Mapping[str, torch.Tensor] | None = None, batch_size: int = 8
-                      ) -> dict[str, np.ndarray]:
-    """Signed coefficient changes ``a(X') - a(X)``, ``(N, K)`` per transform name."""
+                      transforms: Mapping[str, torch.Tensor] | None = None, batch_size: int = 8,
+                      base: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Signed coefficient changes ``a(X') - a(X)``, ``(N, K)`` per transform name. ``base``: the
+    coefficients ``a(X)`` when the caller has them already (encoded otherwise)."""
     transforms = case_study_transforms(images.shape[2:]) if transforms is None else transforms
-    base = dec.project(encode_volumes(model, images, batch_size))
+    base = dec.project(encode_volumes(model, images, batch_size)) if base is None else base
     return {name: dec.project(encode_volumes(model, transform_volumes(images, phi), batch_size)) - base
             for name, phi in transforms.items()}
 
@@ -271,7 +272,8 @@ def _selectivity_with_null(deltas: np.ndarray, sigma: np.ndarray, null_deltas: S
 
 def selectivity_by_strength(model, dec: Decomposition, images: torch.Tensor, coeffs_train: np.ndarray,
                             strengths: Sequence[float] = (0.2, 0.4, 0.6, 1.0), *, n_null: int = 20,
-                            seed: int = 0, batch_size: int = 8) -> dict[str, Any]:
+                            seed: int = 0, batch_size: int = 8, base: np.ndarray | None = None
+                            ) -> dict[str, Any]:
     """Case-study selectivity as the transforms grow from small to the paper's (``strength`` of
     :func:`case_study_transforms`; at 32^3, 0.2 = a 1-voxel shift, 4 degrees, zoom 1.037).
 
@@ -279,13 +281,15 @@ def selectivity_by_strength(model, dec: Decomposition, images: torch.Tensor, coe
     size; the paper's transforms are 2-3 population standard deviations of the phantoms' factors, where
     the code is no longer linear. Returns ``{"strengths": [...], "<transform>": [selectivity with null
     per strength]}``; the null draws one random basis per draw for every strength and transform.
+    ``base``: the coefficients of the untransformed ``images`` if already computed.
     """
+    base = dec.project(encode_volumes(model, images, batch_size)) if base is None else base
     rng = np.random.default_rng(seed)
     rots = [dz.random_rotation(dec.n_components, rng) for _ in range(n_null)]
     out: dict[str, Any] = {"strengths": [float(s) for s in strengths]}
     for strength in strengths:
         transforms = case_study_transforms(images.shape[2:], strength=strength)
-        deltas = case_study_deltas(model, dec, images, transforms, batch_size)
+        deltas = case_study_deltas(model, dec, images, transforms, batch_size, base)
         for name, d in deltas.items():
             null = [dz.rotated_codes([coeffs_train, d], dec.explained_variance, r)[1] for r in rots]
             out.setdefault(name, []).append(_selectivity_with_null(d, dec.sigma, null))
@@ -317,7 +321,7 @@ def interpretability_report(model, dec: Decomposition, train_set, val_set,
     z_va = encode_volumes(model, val_set.images, batch_size)
     a_tr, a_va = dec.project(z_tr), dec.project(z_va)
     transforms = case_study_transforms(val_set.images.shape[2:])
-    deltas = case_study_deltas(model, dec, val_set.images, transforms, batch_size)
+    deltas = case_study_deltas(model, dec, val_set.images, transforms, batch_size, a_va)
     k_info = min(k_info, dec.n_components)
     report: dict[str, Any] = {"factors": names, "K": dec.n_components, "variance": dec.summary(),
                               "case_study": summarize_case_study(deltas, dec.sigma)}
@@ -331,7 +335,8 @@ def interpretability_report(model, dec: Decomposition, train_set, val_set,
     report["latent"]["stability"] = dz.bootstrap_stability(z_tr, dec.components, n_boot, seed)
     if len(strengths):
         report["latent"]["selectivity_by_strength"] = selectivity_by_strength(
-            model, dec, val_set.images, a_tr, strengths, n_null=n_null, seed=seed, batch_size=batch_size)
+            model, dec, val_set.images, a_tr, strengths, n_null=n_null, seed=seed, batch_size=batch_size,
+            base=a_va)
     if field_baseline:
         report["fields"] = _field_baseline(model, dec.n_components, train_set, val_set, z_tr, f_tr, f_va,
                                            transforms, k_info, n_null, n_boot, n_affine, mask, seed,
