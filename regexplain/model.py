@@ -210,4 +210,4 @@ class RegistrationNet(nn.Module):
         with torch.autocast(moving.device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
             diffs = [f[:b] - f[b:] for f in self.encoder(torch.cat([moving, fixed]))]
             grads = self.decoder(diffs[-1], diffs[:-1] if self.skip_connections else None)
-        return integrate_gradients(grads.float())
+        return integrate_gradients(grads)  # the decoder returns float32 under autocast too
