@@ -1,8 +1,9 @@
 """Command-line interface: ``regexplain <command> ...``.
 
 Each area of the package registers its own sub-commands in ``regexplain/commands/<area>.py`` through a
-``register(subparsers)`` function; this module only assembles them and turns package errors into one
-readable line (exit code 2).
+``register(subparsers)`` function; this module only assembles them and turns package errors, and the
+operating system's errors about files (permission denied, not a folder...), into one readable line
+(exit code 2) that starts on a line of its own, below any interrupted progress bar.
 """
 
 from __future__ import annotations
@@ -37,9 +38,26 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (RegexplainError, ConfigError, FileNotFoundError, FileExistsError) as e:
-        print(f"regexplain {args.command}: error: {e}", file=sys.stderr)
+    except (RegexplainError, ConfigError, OSError) as e:
+        _close_progress_bars()
+        print(f"regexplain {args.command}: error: {_message(e)}", file=sys.stderr)
         return 2
+
+
+def _message(e: Exception) -> str:
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        # "[Errno 13] Permission denied: 'x'" -> "x: permission denied" (the file first, like the rest)
+        names = [str(n) for n in (e.filename, e.filename2) if n is not None]
+        return f"{' -> '.join(names)}: {e.strerror[:1].lower()}{e.strerror[1:]}"
+    return str(e)
+
+
+def _close_progress_bars() -> None:
+    """Close the bars an error interrupted: each ends its line, so the message starts on a new one."""
+    from tqdm import std
+
+    for bar in list(getattr(std.tqdm, "_instances", ())):
+        bar.close()
 
 
 if __name__ == "__main__":

@@ -216,9 +216,16 @@ def load_config(profile: str | Path = "quick", dataset: str = "hippocampus",
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a profile must be a mapping with a 'common' section and one section per "
+                          f"dataset {DATASETS}, got a {type(raw).__name__}")
     if dataset not in DATASETS:
         raise ConfigError(f"{path}: unknown dataset {dataset!r}; expected one of {DATASETS}")
-    values = _merge(raw.get("common", {}), raw.get(dataset, {}))
+    for section in ("common", dataset):
+        if not isinstance(raw.get(section) or {}, dict):
+            raise ConfigError(f"{path}: section '{section}' must be a mapping, got "
+                              f"{type(raw[section]).__name__}")
+    values = _merge(raw.get("common") or {}, raw.get(dataset) or {})
     values = _merge(values, overrides or {})
     values.setdefault("data", {})["dataset"] = dataset
     values["profile"] = path.stem

@@ -23,3 +23,11 @@ class CheckpointError(RegexplainError, ValueError):
 
 class TrainingError(RegexplainError, RuntimeError):
     """Training cannot go on (e.g. a non-finite loss)."""
+
+
+class UsageError(RegexplainError, ValueError):
+    """A command-line value is impossible or contradicts the stored state (names the option)."""
+
+
+class OutputError(RegexplainError, OSError):
+    """An output location cannot be written (read-only, a file where a folder is needed, ...)."""

@@ -87,3 +87,32 @@ def _json_default(o):
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def check_writable(path: str | Path, *, kind: str = "dir") -> None:
+    """Fail early, before any work, when ``path`` (a folder, or a ``kind="file"``) cannot be written.
+
+    Probes the nearest existing folder with a temp file (``os.access`` says yes to root even on a
+    read-only or immutable folder). Creates nothing that stays.
+
+    Raises:
+        OutputError: naming ``path`` and the reason.
+    """
+    from regexplain.errors import OutputError
+
+    p = Path(path)
+    if kind == "file" and p.is_dir():
+        raise OutputError(f"{p}: is a folder; give a file name")
+    if kind == "dir" and p.exists() and not p.is_dir():
+        raise OutputError(f"{p}: exists and is not a folder")
+    anchor = p if kind == "dir" and p.is_dir() else p.parent
+    while not anchor.exists() and anchor != anchor.parent:
+        anchor = anchor.parent
+    if not anchor.is_dir():
+        raise OutputError(f"{p}: cannot be created, {anchor} is a file")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".regexplain-probe.", dir=anchor)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise OutputError(f"{p}: cannot write into {anchor} ({e.strerror})") from e

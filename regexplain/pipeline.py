@@ -170,7 +170,7 @@ def ensure_decomposition(rd: str | Path, *, data=None, force: bool = False):
     z = encode_volumes(model, train_set.images)
     k = min(cfg.latent.n_components, z.shape[0] - 1)
     dec = Decomposition.fit(z, k, latent_shape=model.latent_shape(cfg.data.shape),
-                            meta={"checkpoint": str(ckpt), "data": cfg.data.root})
+                            meta={"checkpoint": str(ckpt.absolute()), "data": str(Path(cfg.data.root).absolute())})
     dec.extra["train_coeffs"] = dec.project(z).astype("float32")
     dec.save(out)
     return dec
@@ -385,12 +385,28 @@ def prepare(profile: str = "quick", data_dir: str | Path = "data", runs_dir: str
         _stage(f"decompose {name}", lambda rd=rd: f"K = {ensure_decomposition(rd).n_components}", log)
 
 
+def _check_request(profile: str, notebooks: Sequence[str] | None, *dirs: str | Path) -> None:
+    """Refuse what would fail (or be silently ignored) only after an hour of training: an unknown
+    profile, a ``--notebooks`` prefix that matches no notebook, an output folder that cannot be written."""
+    from regexplain.errors import UsageError
+    from regexplain.io import check_writable
+
+    load_config(profile)
+    stems = [src.stem for src in notebook_sources()]
+    unknown = [n for n in notebooks or () if not any(stem.startswith(n) for stem in stems)]
+    if unknown:
+        raise UsageError(f"--notebooks {' '.join(unknown)}: no such notebook; available: {' '.join(stems)}")
+    for d in dirs:
+        check_writable(d)
+
+
 def reproduce(profile: str = "quick", figures_dir: str | Path = "figures", data_dir: str | Path = "data",
               runs_dir: str | Path = "runs", force: bool = False, *, seed: int = 0,
               notebooks: Sequence[str] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """The main job. ``notebooks`` restricts stage 4 to stems or prefixes (e.g. ``["01", "04"]``)."""
     t0 = time.perf_counter()
     figures_dir = Path(figures_dir)
+    _check_request(profile, notebooks, figures_dir, data_dir, runs_dir)
     prepare(profile, data_dir, runs_dir, force=force, seed=seed, log=log)
     params = notebook_parameters(profile, data_dir, runs_dir, figures_dir, seed)
     hip_root = Path(model_config(profile, "hippocampus_noskip", data_dir).data.root)

@@ -7,14 +7,17 @@ from pathlib import Path
 
 import numpy as np
 
+from regexplain.commands.options import int_at_least, positive_float
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("decompose", help="encode a dataset and fit the latent PCA (paper section 3.2)")
     p.add_argument("--model", required=True, help="checkpoint file or run directory")
     p.add_argument("--data", help="data directory (default: the one the model was trained on)")
     p.add_argument("--out", required=True, type=Path, help="output directory (decomposition.npz/.json)")
-    p.add_argument("--components", "-k", type=int, help="K (default: the config's latent.n_components)")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--components", "-k", type=int_at_least(1),
+                   help="K (default: the config's latent.n_components)")
+    p.add_argument("--batch-size", type=int_at_least(1), default=8)
     p.add_argument("--device", help="cpu | cuda | cuda:N (default: CUDA when present)")
     p.set_defaults(func=_decompose)
 
@@ -27,8 +30,9 @@ def register(subparsers) -> None:
     c.add_argument("--rotation", type=float, default=20.0, help="degrees about z (default 20, the paper)")
     c.add_argument("--translation", type=float,
                    help="voxels along z (default 10 * W / 64: the paper's 10 voxels at 64^3, scaled)")
-    c.add_argument("--zoom", type=float, default=1.2, help="zoom factor (default 1.2: 'scaling of 0.2')")
-    c.add_argument("--batch-size", type=int, default=8)
+    c.add_argument("--zoom", type=positive_float, default=1.2,
+                   help="zoom factor > 0 (default 1.2: 'scaling of 0.2')")
+    c.add_argument("--batch-size", type=int_at_least(1), default=8)
     c.add_argument("--device")
     c.set_defaults(func=_casestudy)
 
@@ -47,15 +51,24 @@ def _load(model_path: str, data: str | None, device: str | None):
 
 def _decompose(args: argparse.Namespace) -> int:
     from regexplain.checkpoint import checkpoint_path
+    from regexplain.errors import UsageError
+    from regexplain.io import check_writable
     from regexplain.latent import Decomposition, encode_volumes
 
+    check_writable(args.out)
     model, cfg, train, val = _load(args.model, args.data, args.device)
-    k = args.components or cfg.latent.n_components
+    most = len(train.ids) - 1
+    if args.components is not None and args.components > most:
+        raise UsageError(f"--components/-k {args.components}: a PCA of {len(train.ids)} training volumes has "
+                         f"at most {most} components")
+    k = args.components or min(cfg.latent.n_components, most)  # the profile's K, capped for small datasets
     z_tr = encode_volumes(model, train.images, args.batch_size)
     z_va = encode_volumes(model, val.images, args.batch_size)
     shape = model.latent_shape(train.images.shape[2:])
-    meta = {"checkpoint": str(checkpoint_path(args.model)), "data": cfg.data.root, "K": k,
-            "dataset": cfg.data.dataset, "working_shape": list(train.images.shape[2:]),
+    # absolute paths: `explore` and `casestudy` may run from another folder than this one
+    meta = {"checkpoint": str(checkpoint_path(args.model).absolute()),
+            "data": str(Path(cfg.data.root).absolute()), "K": k, "dataset": cfg.data.dataset,
+            "working_shape": list(train.images.shape[2:]),
             "skip_connections": bool(cfg.model.skip_connections)}
     dec = Decomposition.fit(z_tr, k, latent_shape=shape, meta=meta)
     dec.extra.update(train_coefficients=dec.project(z_tr), val_coefficients=dec.project(z_va),
@@ -72,9 +85,10 @@ def _casestudy(args: argparse.Namespace) -> int:
     from regexplain.analysis import case_study_deltas, case_study_transforms, summarize_case_study
     from regexplain.checkpoint import checkpoint_path
     from regexplain.errors import DataError
-    from regexplain.io import atomic_path, write_json
+    from regexplain.io import atomic_path, check_writable, write_json
     from regexplain.latent import Decomposition
 
+    check_writable(args.out)
     dec = Decomposition.load(args.decomposition)
     model, cfg, _, val = _load(args.model, args.data or dec.meta.get("data"), args.device)
     shape = tuple(val.images.shape[2:])

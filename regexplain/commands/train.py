@@ -6,13 +6,15 @@ import argparse
 import csv
 from pathlib import Path
 
+from regexplain.commands.options import int_at_least
 from regexplain.config import DATASETS, PRECISIONS, load_config
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="train a registration network into a run directory")
-    p.add_argument("--profile", default="quick", help="smoke | quick | paper | a YAML file (default quick)")
-    p.add_argument("--dataset", default="hippocampus", choices=DATASETS)
+    p.add_argument("--profile", help="smoke | quick | paper | a YAML file (default quick; with --resume: the "
+                   "run's own)")
+    p.add_argument("--dataset", choices=DATASETS, help="default hippocampus (with --resume: the run's own)")
     p.add_argument("--data", help="data directory (default: the profile's data.root)")
     p.add_argument("--out", required=True, help="run directory (checkpoint.pt, config.yaml, log.jsonl...)")
     p.add_argument("--skip-connections", action="store_true", help="the ablation with skip connections")
@@ -40,7 +42,8 @@ def register(subparsers) -> None:
     e.add_argument("--data", help="data directory (default: the one the model was trained on)")
     e.add_argument("--out", type=Path,
                    help="summary JSON, per-pair CSV beside it (default: MODEL_DIR/evaluation.json)")
-    e.add_argument("--pairs", type=int, help="number of validation pairs (default: the config's n_val_pairs)")
+    e.add_argument("--pairs", type=int_at_least(1),
+                   help="number of validation pairs (default: the config's n_val_pairs)")
     e.add_argument("--device")
     e.set_defaults(func=_evaluate)
 
@@ -59,12 +62,14 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from regexplain.runtime import select_device
     from regexplain.train import train
 
+    select_device(args.device)  # a bad --device fails here, before anything is read or written
     if args.resume:
         cfg = _resume_config(args)
     else:
-        cfg = load_config(args.profile, args.dataset, _overrides(args))
+        cfg = load_config(args.profile or "quick", args.dataset or "hippocampus", _overrides(args))
     metrics = train(cfg, args.out, resume=args.resume, device=args.device, progress=not args.no_progress)
     if metrics:
         print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
@@ -81,16 +86,36 @@ def _resume_config(args: argparse.Namespace):
 
     path = checkpoint_path(args.out)
     cfg = checkpoint_config(read_checkpoint(path), path)
+    _check_same_run(cfg, args, path)
     over = _overrides(argparse.Namespace(data=args.data, steps=args.steps, max_minutes=args.max_minutes))
     return config_from_dict(merge(dataclasses.asdict(cfg), over), source=f"{path} + command line")
+
+
+def _check_same_run(cfg, args: argparse.Namespace, path: Path) -> None:
+    """A resumed run keeps its stored config: an option asking for another one is refused, not ignored."""
+    from regexplain.config import profile_path
+    from regexplain.errors import UsageError
+
+    asked = []
+    if args.profile is not None and profile_path(args.profile).stem != cfg.profile:
+        asked.append(f"--profile {args.profile} (the run's profile is {cfg.profile})")
+    if args.dataset is not None and args.dataset != cfg.data.dataset:
+        asked.append(f"--dataset {args.dataset} (the run's dataset is {cfg.data.dataset})")
+    if args.skip_connections and not cfg.model.skip_connections:
+        asked.append("--skip-connections (the run was trained without skip connections)")
+    if asked:
+        raise UsageError(f"{path}: --resume continues the run with its stored config; it cannot change "
+                         f"{'; '.join(asked)}. Train into a new --out instead")
 
 
 def _register(args: argparse.Namespace) -> int:
     from regexplain.checkpoint import load_model
     from regexplain.inference import register_files
+    from regexplain.io import check_writable
     from regexplain.runtime import select_device
 
     device = select_device(args.device)
+    check_writable(args.out)
     model, cfg = load_model(args.model, device)
     written = register_files(model, cfg, args.moving, args.fixed, args.out, moving_label=args.moving_label,
                              device=device, precision=args.precision)
@@ -103,17 +128,18 @@ def _evaluate(args: argparse.Namespace) -> int:
     from regexplain.checkpoint import checkpoint_path, load_model
     from regexplain.data.pairs import load_splits, validation_pairs
     from regexplain.evaluation import evaluate_pairs
-    from regexplain.io import atomic_path, write_json
+    from regexplain.io import atomic_path, check_writable, write_json
     from regexplain.runtime import select_device
 
     device = select_device(args.device)
     model, cfg = load_model(args.model, device)
+    out = args.out or checkpoint_path(args.model).parent / "evaluation.json"
+    check_writable(out, kind="file")
     if args.data:
         cfg.data.root = str(args.data)
     _, val = load_splits(cfg.data)
     pairs = validation_pairs(val, args.pairs or cfg.train.n_val_pairs, cfg.data.seed)
     rows, summary = evaluate_pairs(model, val, pairs, cfg.data.num_labels, device=device)
-    out = args.out or checkpoint_path(args.model).parent / "evaluation.json"
     summary = {"checkpoint": str(checkpoint_path(args.model)), "data": cfg.data.root, **summary}
     write_json(out, summary)
     table = Path(out).with_suffix(".csv")
