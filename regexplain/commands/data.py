@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
+
+from regexplain.commands.options import int_at_least
 
 
 def register(subparsers) -> None:
@@ -17,8 +18,10 @@ def register(subparsers) -> None:
     s = sub.add_parser("synth", help="write phantoms with ground-truth factors")
     s.add_argument("kind", choices=("hippocampus", "lung"))
     s.add_argument("--out", required=True, type=Path, help="dataset folder to create")
-    s.add_argument("--n", type=int, default=None, help="subjects (hippocampus 260, lung 41 by default)")
-    s.add_argument("--shape", type=int, nargs=3, metavar=("D", "H", "W"), default=None)
+    s.add_argument("--n", type=int_at_least(2), default=None,
+                   help="subjects, at least 2 (hippocampus 260, lung 41 by default)")
+    s.add_argument("--shape", type=int_at_least(4), nargs=3, metavar=("D", "H", "W"), default=None,
+                   help="volume shape, sides >= 4")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--overwrite", action="store_true", help="replace an existing folder")
     s.set_defaults(func=_synth)
@@ -80,8 +83,8 @@ def describe(root: Path) -> str:
         f"{max(float(v.image.max()) for v in volumes):.4g}",
     ]
     split = root / "split.json"
-    if split.is_file():
-        s = json.loads(split.read_text())
+    s = msd.read_split(split)
+    if s is not None:
         lines.append(f"split     {len(s.get('train', []))} train / {len(s.get('val', []))} val "
                      f"(seed {s.get('seed')}, {split})")
     else:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tarfile
 import urllib.request
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ from tqdm.auto import tqdm
 
 from regexplain.data.nifti import Volume, read_volume
 from regexplain.errors import ChecksumError, DataError, UnsafeArchiveError
-from regexplain.io import atomic_dir, write_json
+from regexplain.io import atomic_dir, check_writable, write_json
 
 URL = "https://msd-for-monai.s3-us-west-2.amazonaws.com/Task04_Hippocampus.tar"
 MD5 = "9d24dba78a72977dbd1d2e110310f31b"
@@ -68,23 +69,32 @@ def fetch(url: str, dest: str | Path, md5: str, *, progress: bool = True) -> Pat
 
 
 def _check_member(m: tarfile.TarInfo, archive: Path) -> None:
-    """Reject members that would land (or point) outside the extraction root."""
+    """Accept only regular files and folders whose names stay inside the extraction root.
+
+    Links are refused outright, not resolved: the MSD archive holds none, and a chain of symlinks whose
+    resolved path runs past PATH_MAX escapes even Python's own ``filter="data"`` (CVE-2025-4517).
+    """
     name = PurePosixPath(m.name)
     if name.is_absolute() or m.name.startswith(("/", "\\")) or ".." in name.parts:
         raise UnsafeArchiveError(f"{archive}: member {m.name!r} would be written outside the target folder")
     if m.issym() or m.islnk():
-        target = PurePosixPath(m.linkname)
-        resolved = target if m.islnk() else name.parent / target
-        if target.is_absolute() or ".." in PurePosixPath(os.path.normpath(str(resolved))).parts:
-            raise UnsafeArchiveError(f"{archive}: link {m.name!r} -> {m.linkname!r} points outside the "
-                                     "target folder")
-    elif not (m.isfile() or m.isdir()):
-        raise UnsafeArchiveError(f"{archive}: member {m.name!r} is a device or fifo")
+        raise UnsafeArchiveError(f"{archive}: member {m.name!r} is a link (-> {m.linkname!r}); links are "
+                                 "refused")
+    if not (m.isfile() or m.isdir()):
+        raise UnsafeArchiveError(f"{archive}: member {m.name!r} is a device, fifo or other special file")
+
+
+def _check_resolved(tmp: Path, m: tarfile.TarInfo, archive: Path) -> None:
+    # Belt and braces after extraction: every member must resolve inside the temp root.
+    where = os.path.realpath(tmp / m.name)
+    if os.path.commonpath([where, os.path.realpath(tmp)]) != os.path.realpath(tmp):
+        raise UnsafeArchiveError(f"{archive}: member {m.name!r} resolves to {where}, outside the target folder")
 
 
 def safe_extract(archive: str | Path, dest: str | Path) -> Path:
-    """Extract a tar archive into ``dest`` (atomically), refusing absolute paths, ``..`` members and
-    links leaving the root; tarfile's ``data`` filter is applied as well where available."""
+    """Extract a tar archive into ``dest`` (atomically), refusing absolute paths, ``..`` members, every
+    link and every special member; tarfile's ``data`` filter is applied as well where available, and
+    each member's resolved path is checked to lie inside the root."""
     archive, dest = Path(archive), Path(dest)
     try:
         with tarfile.open(archive) as tar:
@@ -99,28 +109,50 @@ def safe_extract(archive: str | Path, dest: str | Path) -> Path:
                         raise UnsafeArchiveError(f"{archive}: {e}") from e
                 else:
                     tar.extractall(tmp, members=members)  # noqa: S202 (members checked above)
+                for m in members:
+                    _check_resolved(tmp, m, archive)
     except tarfile.TarError as e:
         raise DataError(f"{archive}: not a readable tar archive ({e})") from e
     return dest
 
 
-def download(root: str | Path, *, url: str = URL, md5: str = MD5, progress: bool = True) -> Path:
+def download(root: str | Path, *, url: str | None = None, md5: str | None = None, progress: bool = True
+             ) -> Path:
     """Download and extract Task04 Hippocampus so that ``root/dataset.json`` exists. Returns ``root``.
 
-    The archive is kept beside ``root`` (``<root>/../Task04_Hippocampus.tar``) and not fetched again
-    when its checksum matches.
+    ``root`` must be absent or an empty folder: nothing a user put there is ever deleted or replaced. A
+    ``root`` that already holds a ``dataset.json`` is returned untouched.
+    The archive is kept beside ``root`` (``<root>/../Task04_Hippocampus.tar``) and not fetched again when
+    its checksum matches; an archive this call fetched is removed again when it cannot be extracted.
+    ``url`` / ``md5`` default to :data:`URL` / :data:`MD5` (read at call time).
     """
     root = Path(root)
+    url, md5 = url or URL, md5 or MD5
+    if (root / "dataset.json").is_file():
+        return root  # already downloaded (or a dataset of the user's own): left exactly as it is
+    if root.exists() and not (root.is_dir() and not any(root.iterdir())):
+        what = "a file" if not root.is_dir() else "a folder that is not empty"
+        raise DataError(f"{root}: is {what}; download into a new or empty folder (nothing there is replaced)")
+    check_writable(root)
     archive = root.parent / ARCHIVE_NAME
+    fetched = False
     if not (archive.is_file() and md5sum(archive) == md5):
         fetch(url, archive, md5, progress=progress)
+        fetched = True
     staging = root.parent / f".{root.name}.extract"
-    safe_extract(archive, staging)
     try:
-        inner = find_dataset_dir(staging)
-        with atomic_dir(root, overwrite=True) as tmp:
+        safe_extract(archive, staging)
+        try:
+            inner = find_dataset_dir(staging)
+        except DataError as e:
+            raise DataError(f"{archive}: holds no dataset.json (not the MSD layout)") from e
+        with atomic_dir(root, overwrite=True) as tmp:  # overwrite: only an empty folder can be there
             for item in inner.iterdir():
                 shutil.move(str(item), tmp / item.name)
+    except BaseException:
+        if fetched:
+            archive.unlink(missing_ok=True)
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return root
@@ -153,6 +185,10 @@ def read_dataset_json(root: str | Path) -> dict:
     for i, e in enumerate(entries):
         if not isinstance(e, dict) or not {"image", "label"} <= set(e):
             raise DataError(f"{path}: training entry {i} must have 'image' and 'label' keys")
+        for key in ("image", "label"):
+            if not isinstance(e[key], str) or not e[key].strip():
+                raise DataError(f"{path}: training entry {i}: '{key}' must be a relative file path, got "
+                                f"{e[key]!r}")
     return meta
 
 
@@ -199,17 +235,34 @@ def make_split(ids: Sequence[str], n_train: int, n_val: int, seed: int) -> dict[
     return {"train": sorted(chosen[:n_train]), "val": sorted(chosen[n_train:n_train + n_val])}
 
 
+def read_split(path: str | Path) -> dict | None:
+    """``split.json`` as written by :func:`split_file` (``None`` when absent); DataError naming the file
+    when it is not a JSON object whose ``train`` and ``val`` are lists of ids."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        split = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(split, dict) or not all(
+            isinstance(split.get(k), list) and all(isinstance(i, str) for i in split[k]) for k in ("train", "val")):
+        raise DataError(f"{path}: must be an object whose 'train' and 'val' are lists of subject ids, got "
+                        f"{json.dumps(split)[:80]}")
+    return split
+
+
 def split_file(root: str | Path, ids: Sequence[str], n_train: int, n_val: int, seed: int
                ) -> dict[str, list[str]]:
     """Read ``root/split.json`` when it matches the request, else make the split and write it."""
     path = Path(root) / "split.json"
     want = make_split(ids, n_train, n_val, seed)
-    if path.is_file():
-        try:
-            old = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}: not valid JSON ({e})") from e
-        if old.get("train") == want["train"] and old.get("val") == want["val"]:
-            return want
-    write_json(path, {"seed": seed, "n_train": n_train, "n_val": n_val, **want})
+    old = read_split(path)
+    if old is not None and old["train"] == want["train"] and old["val"] == want["val"]:
+        return want
+    try:
+        write_json(path, {"seed": seed, "n_train": n_train, "n_val": n_val, **want})
+    except OSError as e:  # a read-only dataset still trains: the split is a seeded function of the ids
+        print(f"regexplain: {path}: not written ({e.strerror}); the split is re-made from the seed each time",
+              file=sys.stderr)
     return want
