@@ -62,7 +62,8 @@ def read_checkpoint(path_or_run_dir: str | Path, device: torch.device | str | No
     try:
         state = torch.load(path, map_location=device or "cpu", weights_only=True)
     except Exception as e:  # truncated file, not a torch file, or pickled code refused by weights_only
-        raise CheckpointError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from e
+        first = (str(e).strip().splitlines() or [""])[0][:200]  # torch's own messages run to a page
+        raise CheckpointError(f"{path}: cannot read checkpoint ({type(e).__name__}: {first})") from e
     if not isinstance(state, dict) or any(k not in state for k in _REQUIRED):
         keys = sorted(state) if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"{path}: not a regexplain checkpoint; needs keys {list(_REQUIRED)}, "
@@ -96,6 +97,16 @@ def check_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor], sour
     raise CheckpointError(f"{source}: checkpoint does not match the architecture; " + "; ".join(parts))
 
 
+def check_finite(state_dict: dict[str, torch.Tensor], source: str | Path) -> None:
+    """Raise :class:`CheckpointError` when a weight holds NaN or Inf (a diverged or corrupted run would
+    otherwise produce NaN volumes without a word)."""
+    bad = [k for k, v in state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        more = f" (+{len(bad) - 5} more)" if len(bad) > 5 else ""
+        raise CheckpointError(f"{source}: non-finite weights (NaN or Inf) in {', '.join(bad[:5])}{more}; "
+                              "the run diverged or the file is damaged")
+
+
 def strip_prefix(state_dict: dict[str, torch.Tensor], prefix: str = "module.") -> dict[str, torch.Tensor]:
     """Accept checkpoints saved from a DDP-wrapped model by other tools."""
     if state_dict and all(k.startswith(prefix) for k in state_dict):
@@ -113,6 +124,7 @@ def load_model(path_or_run_dir: str | Path, device: torch.device | str | None = 
     model = RegistrationNet.from_config(cfg)
     weights = strip_prefix(state["model"])
     check_state_dict(model, weights, path)
+    check_finite(weights, path)
     model.load_state_dict(weights)
     if device is not None:
         model.to(device)

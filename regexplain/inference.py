@@ -28,7 +28,7 @@ from regexplain.data import lung
 from regexplain.data.nifti import read_nifti, spacing_from_affine, write_nifti
 from regexplain.data.pairs import HIPPO_BASE_SHAPE
 from regexplain.data.preprocess import crop_or_pad, crop_window, normalize, resize_image, shape_for_spacing
-from regexplain.errors import DataError
+from regexplain.errors import CheckpointError, DataError
 from regexplain.spatial import displacement_to_map, identity_map, map_to_displacement, warp
 
 
@@ -97,6 +97,9 @@ def register_files(model, cfg: Config, moving: Path, fixed: Path, out: Path, *,
     m = torch.from_numpy(_working(mov, rshape, base, work))[None, None].to(device)
     f = torch.from_numpy(_working(fix, rshape, base, work))[None, None].to(device)
     phi = model.eval().register(m, f, precision=precision)
+    if not torch.isfinite(phi).all():  # checked weights can still overflow; never write NaN volumes
+        raise CheckpointError(f"{moving} -> {fixed}: the network returned non-finite values (NaN or Inf); "
+                              "nothing was written")
     u = original_displacement(map_to_displacement(phi), mov.shape, base, work, rshape)
     phi_orig = displacement_to_map(u)
     out = Path(out)
