@@ -30,6 +30,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,7 @@ from tqdm.auto import tqdm
 from regexplain import runtime
 from regexplain.checkpoint import (
     CHECKPOINT_NAME,
+    check_finite,
     check_state_dict,
     load_model,
     read_checkpoint,
@@ -52,6 +54,7 @@ from regexplain.config import AugmentConfig, Config, save_config
 from regexplain.data.augment import apply_maps, random_affine_params
 from regexplain.errors import TrainingError
 from regexplain.io import write_json, write_text
+from regexplain.run_folder import run_folder
 from regexplain.spatial import affine_sampling_map, one_hot
 
 # save_checkpoint / load_model live in regexplain.checkpoint; re-exported because the contract lists them here
@@ -144,21 +147,52 @@ def _draw_batch(images, labels, groups, cfg: Config, gen: torch.Generator):
 
 class _Log:
     """Append-only JSON lines (rank 0 only); on resume, lines past the checkpoint's step are dropped so
-    the log reads as one uninterrupted run."""
+    the log reads as one uninterrupted run. The old log is read (and checked) when the object is made,
+    rewritten only by :meth:`start`."""
 
     def __init__(self, path: Path, enabled: bool, resume_step: int | None):
-        self.path, self.enabled = path, enabled
+        self.path, self.enabled, self.keep = path, enabled, None
         if enabled and resume_step is not None and path.exists():
-            keep = [ln for ln in path.read_text().splitlines() if ln.strip()
-                    and json.loads(ln).get("step", 0) <= resume_step]
-            write_text(path, "".join(ln + "\n" for ln in keep))
-        elif enabled and resume_step is None and path.exists():
-            path.unlink()
+            self.keep = [ln for ln, rec in _log_records(path) if rec.get("step", 0) <= resume_step]
+
+    def start(self) -> None:
+        if not self.enabled:
+            return
+        if self.keep is not None:
+            write_text(self.path, "".join(ln + "\n" for ln in self.keep))
+        elif self.path.exists():
+            self.path.unlink()
 
     def write(self, record: dict[str, Any]) -> None:
         if self.enabled:
             with self.path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
+
+
+def _log_records(path: Path) -> list[tuple[str, dict]]:
+    """``(line, record)`` of every line of a run's log. A cut-off last line (a kill while writing) is
+    dropped with a note; a damaged line elsewhere is a :class:`TrainingError` naming file and line."""
+    try:
+        lines = path.read_text().splitlines()
+    except UnicodeDecodeError as e:
+        raise TrainingError(f"{path}: not a text file ({e}); cannot resume its log") from e
+    out = []
+    for i, ln in enumerate(lines):
+        if not ln.strip():
+            continue
+        try:
+            rec = json.loads(ln)
+            if not isinstance(rec, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as e:
+            if i == len(lines) - 1:
+                print(f"regexplain: {path}: dropped a cut-off last line (line {i + 1}, written while the run "
+                      "was stopped)", file=sys.stderr)
+                continue
+            raise TrainingError(f"{path}: line {i + 1} is damaged ({e}); repair or delete that line to "
+                                "resume") from e
+        out.append((ln, rec))
+    return out
 
 
 def _check_resumable(cfg: Config, state: dict, path: Path) -> None:
@@ -185,14 +219,16 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, device: tor
         progress: show a tqdm bar with the loss terms (rank 0 only).
     Raises:
         FileExistsError: ``run_dir`` already holds a checkpoint and ``resume`` is false.
+        OutputError, RunInUseError: ``run_dir`` holds other files, or another training (see
+            :mod:`regexplain.run_folder`: the folder is locked, and a failed start leaves nothing).
         TrainingError: non-finite loss (names the step and the last good checkpoint), or a checkpoint
             that cannot be resumed with ``cfg``.
     """
     run_dir = Path(run_dir)
-    if (run_dir / CHECKPOINT_NAME).exists() and not resume:
-        raise FileExistsError(f"{run_dir}: already holds a checkpoint; pass resume=True (--resume) to "
-                              "continue it, or choose another output directory")
-    return Trainer(cfg, run_dir, resume, device, data, progress).loop()
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 owns the folder
+        return Trainer(cfg, run_dir, resume, device, data, progress).loop()
+    with run_folder(run_dir, resume=resume):
+        return Trainer(cfg, run_dir, resume, device, data, progress).loop()
 
 
 class Trainer:
@@ -215,14 +251,16 @@ class Trainer:
         self.last_ckpt: Path | None = None
         if resume:
             self._restore()
-        if self.ddp.main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, run_dir / "config.yaml")
-        self.log = _Log(run_dir / "log.jsonl", self.ddp.main, self.start if resume else None)
+        # data first: a bad dataset must fail before anything is written into the run folder
         train_set, self.val = _load_data(cfg, data)
         self.groups = train_set.groups
         self.images, self.labels = train_set.images.to(self.device), train_set.labels.to(self.device)
         self.val_pairs = validation_pairs(self.val, cfg.train.n_val_pairs, cfg.data.seed)
+        self.log = _Log(run_dir / "log.jsonl", self.ddp.main, self.start if resume else None)
+        if self.ddp.main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, run_dir / "config.yaml")
+            self.log.start()
         self.net = self.model
         if self.ddp.on:
             ids = [self.device] if self.device.type == "cuda" else None
@@ -235,6 +273,7 @@ class Trainer:
         state = read_checkpoint(self.ckpt, self.device)
         _check_resumable(self.cfg, state, self.ckpt)
         check_state_dict(self.model, state["model"], self.ckpt)
+        check_finite(state["model"], self.ckpt)
         self.model.load_state_dict(state["model"])
         if state.get("optimizer"):
             self.opt.load_state_dict(state["optimizer"])
