@@ -42,6 +42,34 @@ def voila_command(notebook: Path, port: int) -> list[str]:
             f"--Voila.ip={HOST}", "--Voila.port_retries=0", *allow]
 
 
+def check_port(port: int) -> None:
+    """Raise :class:`AppError` naming ``--port`` when ``port`` on 127.0.0.1 is taken (a connect would
+    otherwise reach the other server and look like Voilà being ready)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Voilà binds: TIME_WAIT is no conflict
+        try:
+            s.bind((HOST, port))
+        except OSError as e:
+            raise AppError(f"--port {port}: {HOST}:{port} is not free ({e.strerror}); choose another port "
+                           "or leave --port out to get a free one") from e
+
+
+def _die_with_parent(parent: int) -> None:
+    """In the Voilà child, before exec: SIGTERM it when the launcher dies, however it dies (SIGKILL
+    included), so no Voilà outlives its launcher. Linux only (prctl); elsewhere the launcher's signal
+    handlers are the only guard."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the launcher died before prctl took effect
+        os._exit(1)
+
+
 @dataclass
 class AppServer:
     process: subprocess.Popen
@@ -96,6 +124,8 @@ def start_app(decomposition: str | Path, *, port: int | None = None, checkpoint:
     The decomposition is *not* validated here: the page itself shows a readable message when it cannot be
     opened (the CLI validates first). Paths are made absolute because the kernel runs in a temp directory.
     """
+    if port:
+        check_port(port)
     workdir = Path(tempfile.mkdtemp(prefix="regexplain-explore-"))
     notebook = write_notebook(workdir)
     port = port or free_port()
@@ -105,8 +135,11 @@ def start_app(decomposition: str | Path, *, port: int | None = None, checkpoint:
     try:
         # Own session: a terminal's Ctrl-C reaches only the launcher, which then stops Voilà with SIGTERM
         # (Voilà's clean shutdown, kernels included) instead of Voilà dying mid-way on SIGINT.
+        # The parent-death signal covers the launcher being killed outright (SIGKILL from a test's cleanup).
+        parent = os.getpid()
         process = subprocess.Popen(voila_command(notebook, port), env=env, stdout=out,
-                                   stderr=subprocess.STDOUT if quiet else None, start_new_session=True)
+                                   stderr=subprocess.STDOUT if quiet else None, start_new_session=True,
+                                   preexec_fn=lambda: _die_with_parent(parent))
     finally:
         if out is not None:
             out.close()  # the child holds its own descriptor
@@ -133,7 +166,11 @@ def _wait_for_port(server: AppServer, timeout: float) -> None:
                            f"port {server.port}:\n{tail}")
         try:
             with socket.create_connection((HOST, server.port), timeout=0.5):
-                return
+                pass
         except OSError:
             time.sleep(0.2)
+            continue
+        time.sleep(0.2)  # a port answered: it is Voilà's only if Voilà is still running
+        if server.process.poll() is None:
+            return
     raise AppError(f"voila did not open port {server.port} within {timeout:.0f} s (log: {server.log})")

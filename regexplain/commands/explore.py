@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -24,7 +25,8 @@ def _explore(args: argparse.Namespace) -> int:
     # Fail here, with exit code 2 and one line, rather than serve a page that can only show an error.
     check_sources(args.decomposition, checkpoint=args.checkpoint, data=args.data)
     server = None
-    try:  # entered before the URL is printed, so a Ctrl-C at any point still stops Voilà
+    previous = _stop_on_signals()
+    try:  # entered before the URL is printed, so a signal at any point still stops Voilà
         server = start_app(args.decomposition, port=args.port, checkpoint=args.checkpoint, data=args.data,
                            quiet=False)
         print(f"regexplain explore: serving {args.decomposition} at {server.url} (Ctrl-C to stop)",
@@ -33,11 +35,32 @@ def _explore(args: argparse.Namespace) -> int:
             time.sleep(0.5)
         print(f"regexplain explore: voila exited with code {server.process.returncode}", file=sys.stderr)
         return server.process.returncode or 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Stopped):
         return 0
     finally:
         if server is not None:
             server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class _Stopped(BaseException):
+    """Raised by the signal handler so that ``finally`` stops Voilà."""
+
+
+def _stop_on_signals() -> dict:
+    """SIGINT, SIGTERM and SIGHUP all stop the server. SIGINT explicitly too: a launcher started with
+    SIGINT ignored (``cmd &`` in a script, some CI runners) would otherwise ignore Ctrl-C / ``kill -INT``."""
+    def handler(signum, frame):
+        raise _Stopped(signum)
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread (an embedding application): leave its handlers alone
+            break
+    return previous
 
 
 def _port(text: str) -> int:
