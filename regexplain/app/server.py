@@ -136,6 +136,8 @@ def start_app(decomposition: str | Path, *, port: int | None = None, checkpoint:
         # Own session: a terminal's Ctrl-C reaches only the launcher, which then stops Voilà with SIGTERM
         # (Voilà's clean shutdown, kernels included) instead of Voilà dying mid-way on SIGINT.
         # The parent-death signal covers the launcher being killed outright (SIGKILL from a test's cleanup).
+        # Linux sends it when the *thread* that started Voilà ends: call start_app from a thread that lives
+        # as long as the server should (the CLI's main thread does).
         parent = os.getpid()
         process = subprocess.Popen(voila_command(notebook, port), env=env, stdout=out,
                                    stderr=subprocess.STDOUT if quiet else None, start_new_session=True,
