@@ -212,3 +212,32 @@ def test_voila_dies_with_its_launcher(decomposition, sig):
         for v in voila:
             if _alive(v):
                 os.kill(v, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_second_training_into_a_running_ones_folder_is_refused(hippo_root, tmp_path, capsys):
+    data = Path(shutil.copytree(hippo_root, tmp_path / "data"))
+    run = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, "-m", "regexplain.cli", "train", "--profile", "smoke", "--data",
+                              str(data), "--out", str(run), "--steps", "100000", "--no-progress", "--device",
+                              "cpu"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "log.jsonl").is_file() and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert first.poll() is None and (run / "log.jsonl").is_file(), first.stderr.read()
+        config = (run / "config.yaml").read_text()
+        assert _train(data, run, "--steps", "3") == 2                     # a new run into the same folder
+        while not (run / "checkpoint.pt").is_file() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        capsys.readouterr()
+        assert main(["train", "--out", str(run), "--resume", "--no-progress"]) == 2   # resuming it meanwhile
+        err = capsys.readouterr().err
+        assert "another training is writing into this folder" in err and "Traceback" not in err
+        assert (run / "config.yaml").read_text() == config
+    finally:
+        first.kill()
+        first.wait()
+    steps = [json.loads(x)["step"] for x in (run / "log.jsonl").read_text().splitlines()
+             if x.strip().endswith("}") and '"train"' in x]
+    assert steps == list(range(1, len(steps) + 1))  # one run's log, not two interleaved
