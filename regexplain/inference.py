@@ -11,9 +11,16 @@ the fixed affine describes every output. Every step is a per-axis scaling and sh
 ``x`` sits at ``r = x * s`` on the resampled grid (``s = (m - 1) / (n - 1)``, 1 without resampling) and at
 working coordinate ``w = (r - start) * (work - 1) / (base - 1)``; the working displacement sampled there
 (trilinear, border values outside the window) is scaled back by ``(base - 1) / (work - 1) / s``.
-Outputs therefore have the fixed image's shape: ``warped.nii.gz`` (moving intensities as read),
-``warped_label.nii.gz`` (nearest) and ``displacement.nii.gz``: ``(D, H, W, 3)``, channels last in
-(D, H, W) = (i, j, k) order, in voxels of the fixed grid, with ``warped(x) = moving(x + u(x))``.
+Outputs therefore have the fixed image's shape and affine:
+
+* ``warped.nii.gz``: moving intensities as read, resampled (trilinear, border values outside);
+* ``warped_label.nii.gz``: the moving label, nearest neighbour (when given);
+* ``displacement_voxels.nii.gz``: regexplain's own field ``u``, ``(D, H, W, 3)``, channels last in
+  (D, H, W) = (i, j, k) order, in *voxels* of the fixed grid, with ``warped(x) = moving(x + u(x))``;
+* ``displacement_itk.nii.gz``: the same transform as ITK / ANTs / Slicer read a displacement field
+  (:func:`regexplain.spatial.itk_displacement`): 5-D ``(X, Y, Z, 1, 3)``, intent vector (1007), mm, LPS.
+  ``antsApplyTransforms -t displacement_itk.nii.gz`` or SimpleITK's ``DisplacementFieldTransform``
+  resample the moving image into ``warped.nii.gz`` (up to interpolation).
 """
 
 from __future__ import annotations
@@ -25,11 +32,11 @@ import torch
 
 from regexplain.config import Config
 from regexplain.data import lung
-from regexplain.data.nifti import read_nifti, spacing_from_affine, write_nifti
+from regexplain.data.nifti import read_nifti, spacing_from_affine, write_itk_displacement, write_nifti
 from regexplain.data.pairs import HIPPO_BASE_SHAPE
 from regexplain.data.preprocess import crop_or_pad, crop_window, normalize, resize_image, shape_for_spacing
 from regexplain.errors import CheckpointError, DataError
-from regexplain.spatial import displacement_to_map, identity_map, map_to_displacement, warp
+from regexplain.spatial import displacement_to_map, identity_map, itk_displacement, map_to_displacement, warp
 
 
 def base_shape(cfg: Config) -> tuple[int, int, int]:
@@ -79,9 +86,10 @@ def original_displacement(u_work: torch.Tensor, orig_shape, base, work, rshape=N
 def register_files(model, cfg: Config, moving: Path, fixed: Path, out: Path, *,
                    moving_label: Path | None = None, device=None, precision: str = "float32"
                    ) -> dict[str, Path]:
-    """Register ``moving`` onto ``fixed``; write warped image, warped label (when given) and displacement
-    into ``out``. Returns ``{name: path}``. ``precision``: see :meth:`RegistrationNet.register`."""
-    mov, _ = _read(Path(moving), "moving image")
+    """Register ``moving`` onto ``fixed``; write warped image, warped label (when given) and the
+    displacement (voxels and ITK) into ``out`` (see the module docstring). Returns ``{name: path}``.
+    ``precision``: see :meth:`RegistrationNet.register`."""
+    mov, mov_affine = _read(Path(moving), "moving image")
     fix, affine = _read(Path(fixed), "fixed image")
     if mov.shape != fix.shape:
         raise DataError(f"{moving}: shape {mov.shape} differs from the fixed image {fixed} {fix.shape}; "
@@ -101,15 +109,33 @@ def register_files(model, cfg: Config, moving: Path, fixed: Path, out: Path, *,
         raise CheckpointError(f"{moving} -> {fixed}: the network returned non-finite values (NaN or Inf); "
                               "nothing was written")
     u = original_displacement(map_to_displacement(phi), mov.shape, base, work, rshape)
-    phi_orig = displacement_to_map(u)
+    return write_registration(out, mov, u[0], affine, mov_affine, label=lab)
+
+
+def write_registration(out: Path, moving: np.ndarray, disp: torch.Tensor, fixed_affine: np.ndarray,
+                       moving_affine: np.ndarray, *, label: np.ndarray | None = None) -> dict[str, Path]:
+    """Warp ``moving`` (and ``label``) by ``disp`` and write the four outputs of :func:`register_files`.
+
+    Args:
+        moving: ``(D, H, W)`` moving intensities; label: ``(D, H, W)`` integer label or None.
+        disp: ``(3, D, H, W)`` displacement in voxels of the fixed grid, channels (D, H, W).
+        fixed_affine, moving_affine: ``(4, 4)`` NIfTI affines (the ITK field maps fixed to moving mm).
+    Returns:
+        ``{"warped", "displacement_voxels", "displacement_itk"[, "warped_label"]: path}``.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    written = {"warped": out / "warped.nii.gz", "displacement": out / "displacement.nii.gz"}
-    warped = warp(torch.from_numpy(mov)[None, None], phi_orig)[0, 0].numpy()
-    write_nifti(written["warped"], warped.astype(np.float32), affine)
-    write_nifti(written["displacement"], u[0].permute(1, 2, 3, 0).numpy().astype(np.float32), affine)
-    if lab is not None:
-        wl = warp(torch.from_numpy(lab.astype(np.float32))[None, None], phi_orig, mode="nearest")
+    phi = displacement_to_map(disp[None].float())
+    written = {"warped": out / "warped.nii.gz", "displacement_voxels": out / "displacement_voxels.nii.gz",
+               "displacement_itk": out / "displacement_itk.nii.gz"}
+    warped = warp(torch.from_numpy(moving)[None, None], phi)[0, 0].numpy()
+    write_nifti(written["warped"], warped.astype(np.float32), fixed_affine)
+    write_nifti(written["displacement_voxels"], disp.permute(1, 2, 3, 0).numpy().astype(np.float32),
+                fixed_affine)
+    write_itk_displacement(written["displacement_itk"], itk_displacement(disp, fixed_affine, moving_affine),
+                           fixed_affine)
+    if label is not None:
+        wl = warp(torch.from_numpy(label.astype(np.float32))[None, None], phi, mode="nearest")
         written["warped_label"] = out / "warped_label.nii.gz"
-        write_nifti(written["warped_label"], wl[0, 0].numpy().round().astype(np.uint8), affine)
+        write_nifti(written["warped_label"], wl[0, 0].numpy().round().astype(np.uint8), fixed_affine)
     return written

@@ -23,6 +23,12 @@ Conventions (everything else in the package goes through this module):
   scaling about the centre) are *forward* maps of the content, ``y = M (x - c) + c + t``;
   :func:`affine_sampling_map` turns them into the sampling map ``phi(y) = M^{-1} (y - c - t) + c`` that
   moves the content that way. Augmentation and the case study share them.
+* Physical space: a NIfTI affine ``A`` maps voxel ``(i, j, k)`` to millimetres in RAS (x grows towards
+  the patient's Right, y Anterior, z Superior). ITK, ANTs and Slicer's transforms work in LPS: the same
+  points with x and y negated (:data:`RAS_TO_LPS`). An ITK displacement
+  field is a *resampling* transform like ``phi``: a fixed physical point ``p`` reads the moving image at
+  ``p + d(p)``, ``d`` in mm (LPS), stored on the fixed image's grid; :func:`itk_displacement` converts a
+  voxel displacement into it.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -41,6 +48,9 @@ VIEW_AXIS: dict[str, int] = {"sagittal": 0, "coronal": 1, "axial": 2}
 AXIS_INDEX: dict[str, int] = {"x": 0, "y": 1, "z": 2}
 
 ALIGN_CORNERS = True
+
+#: RAS (NIfTI, nibabel) -> LPS (ITK, ANTs, Slicer transforms) physical coordinates; its own inverse.
+RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 
 
 def _axis(axis: int | str) -> int:
@@ -251,3 +261,38 @@ def resize(volume: torch.Tensor, shape: Sequence[int], *, mode: str = "trilinear
                              device=volume.device).view(1, 3, 1, 1, 1)
         return warp(volume.float(), phi * scale, mode="nearest").to(volume.dtype)
     return F.interpolate(volume, size=tuple(shape), mode=mode, align_corners=ALIGN_CORNERS)
+
+
+# --------------------------------------------------------------------------- physical space (ITK)
+
+def itk_displacement(disp: np.ndarray | torch.Tensor, fixed_affine: np.ndarray,
+                     moving_affine: np.ndarray | None = None) -> np.ndarray:
+    """Voxel displacement on the fixed grid -> ITK displacement field (mm, LPS) on the same grid.
+
+    regexplain samples the moving image at voxel ``x + u(x)`` for fixed voxel ``x``. Voxel ``x`` of the
+    fixed image is the RAS point ``A_f x`` (homogeneous), moving voxel ``x + u`` is ``A_m (x + u)``; ITK's
+    ``DisplacementFieldTransform`` reads the moving image at ``p + d(p)``, so
+    ``d = RAS_TO_LPS (A_m (x + u) - A_f x)``, which is ``RAS_TO_LPS A_f[:3, :3] u`` when both images share
+    one grid (``moving_affine`` None). Written as a 5-D vector NIfTI by
+    :func:`regexplain.data.nifti.write_itk_displacement`.
+
+    Args:
+        disp: ``(3, D, H, W)`` displacement in voxels, channels ``(D, H, W)``.
+        fixed_affine: ``(4, 4)`` NIfTI affine of the fixed image (voxel -> RAS mm).
+        moving_affine: ``(4, 4)`` affine of the moving image; None: the fixed one.
+    Returns:
+        ``(D, H, W, 3)`` float64 displacement vectors in mm, LPS components ``(x, y, z)``.
+    Raises:
+        ValueError: ``disp`` not ``(3, D, H, W)`` or an affine not ``(4, 4)``.
+    """
+    u = (disp.detach().cpu().double().numpy() if isinstance(disp, torch.Tensor)
+         else np.asarray(disp, dtype=np.float64))
+    af = np.asarray(fixed_affine, dtype=np.float64)
+    am = af if moving_affine is None else np.asarray(moving_affine, dtype=np.float64)
+    if u.ndim != 4 or u.shape[0] != 3 or af.shape != (4, 4) or am.shape != (4, 4):
+        raise ValueError(f"expected disp (3, D, H, W) and (4, 4) affines, got {u.shape}, {af.shape}, {am.shape}")
+    d = np.einsum("ij,jdhw->dhwi", RAS_TO_LPS @ am[:3, :3], u)
+    if not np.array_equal(am, af):  # other grid: add where the moving grid puts the same voxel index
+        x = np.moveaxis(np.indices(u.shape[1:], dtype=np.float64), 0, -1)   # (D, H, W, 3)
+        d += x @ (RAS_TO_LPS @ (am[:3, :3] - af[:3, :3])).T + RAS_TO_LPS @ (am[:3, 3] - af[:3, 3])
+    return d

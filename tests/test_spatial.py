@@ -215,3 +215,47 @@ def test_bad_inputs_raise_clear_errors():
         sp.rotation_map((4, 4, 4), 10.0, "q")
     with pytest.raises(ValueError, match="positive"):
         sp.scaling_map((4, 4, 4), 0.0)
+
+
+# --------------------------------------------------------------------------- ITK displacement (mm, LPS)
+
+def _oblique_affine(rotation, spacing, origin):
+    a = np.eye(4)
+    a[:3, :3] = sp.affine_matrix(rotation=rotation).numpy() @ np.diag(spacing)
+    a[:3, 3] = origin
+    return a
+
+
+def test_itk_displacement_analytic_axes():
+    """Identity affine: +1 voxel along i is +1 mm in RAS x, so -1 in LPS x; along k it stays +z; spacing
+    scales it."""
+    u = np.zeros((3, 4, 5, 6))
+    u[0], u[2] = 1.0, 2.0
+    d = sp.itk_displacement(u, np.diag([1.0, 1.0, 3.0, 1.0]))
+    assert d.shape == (4, 5, 6, 3)
+    np.testing.assert_allclose(d[1, 2, 3], [-1.0, 0.0, 6.0])
+    with pytest.raises(ValueError, match="expected disp"):
+        sp.itk_displacement(u[:2], np.eye(4))
+
+
+@pytest.mark.parametrize("other_moving_grid", [False, True])
+def test_itk_displacement_matches_simpleitk_geometry(tmp_path, other_moving_grid):
+    """Independent reference: SimpleITK reads both NIfTI headers and maps indices to its own LPS physical
+    points; d = moving(x + u) - fixed(x) per voxel, for oblique, anisotropic, shifted grids."""
+    sitk = pytest.importorskip("SimpleITK")
+    import nibabel as nib
+
+    shape = (7, 6, 5)
+    fixed = _oblique_affine((20, -15, 30), (0.8, 1.2, 2.0), (-30.0, 12.5, 40.0))
+    moving = _oblique_affine((12, 5, -20), (1.1, 0.9, 1.5), (-25.0, 10.0, 38.0)) if other_moving_grid else fixed
+    u = _smooth_field(shape, 3.0, seed=4)
+    imgs = []
+    for name, aff in (("f", fixed), ("m", moving)):
+        nib.save(nib.Nifti1Image(np.zeros(shape, np.float32), aff), str(tmp_path / f"{name}.nii"))
+        imgs.append(sitk.ReadImage(str(tmp_path / f"{name}.nii")))
+    d = sp.itk_displacement(torch.from_numpy(u), fixed, None if not other_moving_grid else moving)
+    for x in np.ndindex(*shape):
+        p = np.array(imgs[0].TransformIndexToPhysicalPoint([int(v) for v in x]))
+        q = np.array(imgs[1].TransformContinuousIndexToPhysicalPoint((np.array(x) + u[(slice(None), *x)])
+                                                                     .tolist()))
+        np.testing.assert_allclose(d[x], q - p, atol=1e-4)   # header floats: qform is stored in float32

@@ -192,9 +192,12 @@ def test_cli_evaluate_writes_csv_and_json(smoke_run, smoke_data, tmp_path):
 
 
 def test_cli_register_writes_on_the_fixed_grid(smoke_run, tmp_path, capsys):
+    from regexplain.spatial import affine_matrix
+
     shape = (20, 18, 22)
     g = np.random.default_rng(0)
-    affine = np.diag([0.9, 1.1, 1.3, 1.0])
+    affine = np.eye(4)                                    # oblique, anisotropic, shifted fixed grid
+    affine[:3, :3] = affine_matrix(rotation=(10, -20, 35)).numpy() @ np.diag([0.9, 1.1, 1.3])
     affine[:3, 3] = [5, -3, 2]
     mov = g.random(shape).astype(np.float32) * 100
     lab = (g.random(shape) > 0.7).astype(np.uint8)
@@ -205,17 +208,27 @@ def test_cli_register_writes_on_the_fixed_grid(smoke_run, tmp_path, capsys):
     assert cli.main(["register", "--model", str(smoke_run), "--moving", str(tmp_path / "m.nii.gz"),
                      "--fixed", str(tmp_path / "f.nii.gz"), "--moving-label", str(tmp_path / "l.nii.gz"),
                      "--out", str(out)]) == 0
-    for name, want in (("warped", shape), ("warped_label", shape), ("displacement", (*shape, 3))):
+    for name, want in (("warped", shape), ("warped_label", shape), ("displacement_voxels", (*shape, 3)),
+                       ("displacement_itk", (*shape, 1, 3))):
         arr, aff = _read4d(out / f"{name}.nii.gz")
         assert arr.shape == want
-        np.testing.assert_allclose(aff, affine)
+        np.testing.assert_allclose(aff, affine, atol=1e-6)
+    sitk = pytest.importorskip("SimpleITK")
+    from test_itk import inside, sitk_resample
+
+    theirs = sitk_resample(tmp_path / "m.nii.gz", out / "displacement_itk.nii.gz", out / "warped.nii.gz")
+    u = np.moveaxis(_read4d(out / "displacement_voxels.nii.gz")[0], -1, 0)
+    mask = inside(u)
+    assert sitk is not None and mask.mean() > 0.5
+    np.testing.assert_allclose(theirs[mask], read_nifti(out / "warped.nii.gz")[0][mask], atol=1e-3)
     warped_label, _ = read_nifti(out / "warped_label.nii.gz")
     assert set(np.unique(warped_label)) <= {0, 1}
     # bf16 inference: same files, displacement close to the float32 one
     assert cli.main(["register", "--model", str(smoke_run), "--moving", str(tmp_path / "m.nii.gz"),
                      "--fixed", str(tmp_path / "f.nii.gz"), "--out", str(tmp_path / "bf16"),
                      "--precision", "bfloat16"]) == 0
-    u32, u16 = _read4d(out / "displacement.nii.gz")[0], _read4d(tmp_path / "bf16" / "displacement.nii.gz")[0]
+    u32 = _read4d(out / "displacement_voxels.nii.gz")[0]
+    u16 = _read4d(tmp_path / "bf16" / "displacement_voxels.nii.gz")[0]
     assert np.abs(u16 - u32).max() < 0.05 + 0.05 * np.abs(u32).max()
     # mismatched shapes: one clear line naming the file
     write_nifti(tmp_path / "small.nii.gz", mov[:10], np.eye(4))
@@ -244,7 +257,8 @@ def test_register_with_untrained_model_is_identity(tmp_path):
     paths = register_files(model, cfg, tmp_path / "m.nii", tmp_path / "f.nii", tmp_path / "o")
     warped, _ = read_nifti(paths["warped"])
     np.testing.assert_allclose(warped, mov, atol=1e-4)
-    assert np.abs(_read4d(paths["displacement"])[0]).max() < 1e-4
+    assert np.abs(_read4d(paths["displacement_voxels"])[0]).max() < 1e-4
+    assert np.abs(_read4d(paths["displacement_itk"])[0]).max() < 1e-4
 
 
 def test_paper_profile_validates_once_per_epoch():

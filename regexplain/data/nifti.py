@@ -62,14 +62,36 @@ def write_nifti(path: str | Path, array: np.ndarray, affine: np.ndarray, *, comp
 
     ``compresslevel`` 1 is several times faster than the default for generated data.
     """
-    path = Path(path)
     img = nib.Nifti1Image(np.asarray(array), np.asarray(affine, dtype=np.float64))
+    _save(path, img, compresslevel)
+
+
+def _save(path: str | Path, img: nib.Nifti1Image, compresslevel: int = 6) -> None:
     img.header.set_xyzt_units("mm")
     data = img.to_bytes()
-    if path.name.endswith(".gz"):
+    if Path(path).name.endswith(".gz"):
         data = gzip.compress(data, compresslevel=compresslevel, mtime=0)
-    with atomic_path(path) as tmp:
+    with atomic_path(Path(path)) as tmp:
         tmp.write_bytes(data)
+
+
+def write_itk_displacement(path: str | Path, field: np.ndarray, affine: np.ndarray) -> None:
+    """Write a displacement field the way ITK, ANTs and Slicer read one, atomically.
+
+    Layout (ANTs' warp files): a 5-D NIfTI ``(X, Y, Z, 1, 3)`` float32 with intent ``NIFTI_INTENT_VECTOR``
+    (1007), vectors in mm in ITK's LPS convention, stored as they are (ITK converts RAS->LPS only for the
+    ``DISPVECT`` intent 1006), on the grid of ``affine``.
+
+    Args:
+        field: ``(D, H, W, 3)`` mm, LPS (:func:`regexplain.spatial.itk_displacement`).
+        affine: ``(4, 4)`` the fixed image's affine.
+    """
+    field = np.asarray(field, dtype=np.float32)
+    if field.ndim != 4 or field.shape[-1] != 3:
+        raise ValueError(f"expected a (D, H, W, 3) field, got {field.shape}")
+    img = nib.Nifti1Image(field[:, :, :, None, :], np.asarray(affine, dtype=np.float64))
+    img.header.set_intent("vector")
+    _save(path, img)
 
 
 def check_image(image: np.ndarray, path: Path) -> None:
