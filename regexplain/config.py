@@ -45,8 +45,10 @@ class DataConfig:
     root: str = "data/hippocampus"
     shape: tuple[int, int, int] = (32, 32, 32)   # working shape fed to the network
     n_subjects: int = 260                        # phantoms synthesised when no data is found
-    n_train: int = 200
-    n_val: int = 60
+    n_train: int = 200                           # subjects (groups) for training and validation when they
+    n_val: int = 60                              # fit the folder, else their ratio (data/split.py)
+    split: tuple[float, ...] = ()                # (train, val) fractions of the subjects: used when given
+    exact_counts: bool = False                   # n_train / n_val asked for explicitly: they must fit
     num_labels: int = 3                          # background included
     seed: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -173,8 +175,10 @@ def validate(cfg: Config, source: str = "config") -> Config:
          f"({cfg.depth} downsamplings from model.channels)")
     need(d.num_labels >= 2, f"data.num_labels must be >= 2, got {d.num_labels}")
     need(d.n_train > 0 and d.n_val > 0, "data.n_train and data.n_val must be positive")
-    need(d.n_subjects >= d.n_train + d.n_val,
-         f"data.n_subjects ({d.n_subjects}) < n_train + n_val ({d.n_train + d.n_val})")
+    need(len(d.split) in (0, 2) and all(0 < f < 1 for f in d.split) and sum(d.split) <= 1 + 1e-9,
+         f"data.split must be empty or two fractions (train, val) in (0, 1) summing to at most 1, got "
+         f"{list(d.split)}")
+    need(d.n_subjects >= 4, f"data.n_subjects must be >= 4 (2 train + 2 val), got {d.n_subjects}")
     for k in ("sim", "seg", "smooth", "jac"):
         need(getattr(lo, k) >= 0, f"loss.{k} must be >= 0, got {getattr(lo, k)}")
     need(lo.lncc_window >= 3 and lo.lncc_window % 2 == 1,

@@ -117,9 +117,15 @@ def test_dataset_json_broken(ds):
 
 
 def test_too_few_subjects_for_the_split(ds):
-    with pytest.raises(DataError, match="split needs"):
-        load_splits(DataConfig(root=str(ds), shape=(16, 16, 16), n_subjects=20, n_train=10, n_val=10),
-                    progress=False)
+    with pytest.raises(DataError, match="only 12 found"):   # explicit counts must fit
+        load_splits(DataConfig(root=str(ds), shape=(16, 16, 16), n_subjects=20, n_train=10, n_val=10,
+                               exact_counts=True), progress=False)
+    meta = json.loads((ds / "dataset.json").read_text())
+    meta["training"] = meta["training"][:3]
+    (ds / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="3 subject.*need at least 4"):
+        _load(ds)
+    assert not (ds / "split.json").exists()
 
 
 def test_unknown_layout(tmp_path):

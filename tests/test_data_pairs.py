@@ -8,6 +8,7 @@ import torch
 from regexplain.config import DataConfig
 from regexplain.data import msd
 from regexplain.data.pairs import VolumeSet, load_splits, random_pairs, validation_pairs
+from regexplain.errors import DataError
 
 
 def _cfg(root, **kw):
@@ -61,10 +62,14 @@ def test_load_splits_lung_keeps_both_states_together(lung_root, tmp_path):
     assert set(train.labels.unique().tolist()) == {0, 1}
 
 
-def test_missing_root_synthesises_phantoms(tmp_path):
-    train, val = load_splits(_cfg(tmp_path / "auto", n_subjects=6, n_train=4, n_val=2, shape=(8, 8, 8)),
-                             progress=False)
-    assert len(train) == 4 and len(val) == 2 and (tmp_path / "auto" / "factors.csv").is_file()
+@pytest.mark.parametrize("make", ["missing", "empty"])
+def test_missing_or_empty_root_is_an_error_and_makes_nothing(tmp_path, make):
+    root = tmp_path / "typo"
+    if make == "empty":
+        root.mkdir()
+    with pytest.raises(DataError, match=f"{root}: .* data folder"):
+        load_splits(_cfg(root, n_subjects=6, n_train=4, n_val=2, shape=(8, 8, 8)), progress=False)
+    assert sorted(tmp_path.rglob("*")) == ([root] if make == "empty" else [])
 
 
 def test_random_pairs_never_join_a_group():

@@ -120,7 +120,7 @@ def _check_latent_shape(where, dec, model, cfg) -> None:
 def _validation_subject(where, cfg, root: Path, index: int) -> tuple[np.ndarray, np.ndarray, str]:
     from regexplain.data.pairs import load_splits
 
-    cfg.data.root = str(root)  # exists (checked): load_splits would otherwise synthesise data there
+    cfg.data.root = str(root)  # exists (checked) before load_splits names it in an error
     try:
         _, val = load_splits(cfg.data, progress=False)
     except Exception as e:  # noqa: BLE001 - see open_decomposition

@@ -86,9 +86,9 @@ def describe(root: Path) -> str:
     s = msd.read_split(split)
     if s is not None:
         lines.append(f"split     {len(s.get('train', []))} train / {len(s.get('val', []))} val "
-                     f"(seed {s.get('seed')}, {split})")
+                     f"(seed {s.get('seed')}, {s.get('rule', 'counts')}, {split})")
     else:
-        lines.append("split     none yet (written by the first load_splits)")
+        lines.append(f"split     none yet; {_default_split(layout, len({v.group for v in volumes}))}")
     if (root / "factors.csv").is_file():
         from regexplain.data.synthetic import read_factors
 
@@ -96,6 +96,22 @@ def describe(root: Path) -> str:
         lines.append(f"factors   {len(names)}: " + ", ".join(
             f"{n} sd {sd:.3g}" for n, sd in zip(names, values.std(axis=0), strict=True)))
     return "\n".join(lines)
+
+
+def _default_split(layout: str, n_subjects: int) -> str:
+    """What `train` would do with the default (quick) profile, e.g. for a folder smaller than its counts."""
+    from regexplain.config import load_config
+    from regexplain.data.split import split_sizes
+    from regexplain.errors import DataError
+
+    d = load_config("quick", "lung" if layout == "lung" else "hippocampus").data
+    try:
+        n_train, n_val, rule = split_sizes(n_subjects, d.n_train, d.n_val)
+    except DataError as e:
+        return str(e).split(": ", 1)[1]
+    how = "its counts" if rule == "counts" else f"fractions, its {d.n_train} / {d.n_val} need more subjects"
+    return (f"the quick profile takes {n_train} train / {n_val} val ({how}); choose with --split TRAIN VAL "
+            "or --n-train/--n-val")
 
 
 def _info(args: argparse.Namespace) -> int:

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from regexplain.commands.options import int_at_least, positive_float
+from regexplain.commands.options import add_data_options, int_at_least, positive_float
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("decompose", help="encode a dataset and fit the latent PCA (paper section 3.2)")
     p.add_argument("--model", required=True, help="checkpoint file or run directory")
-    p.add_argument("--data", help="data directory (default: the one the model was trained on)")
+    add_data_options(p, "data folder (default: the one the model was trained on)")
     p.add_argument("--out", required=True, type=Path, help="output directory (decomposition.npz/.json)")
     p.add_argument("--components", "-k", type=int_at_least(1),
                    help="K (default: the config's latent.n_components)")
@@ -25,7 +25,7 @@ def register(subparsers) -> None:
                               "(paper Fig 5)")
     c.add_argument("--model", required=True, help="checkpoint file or run directory")
     c.add_argument("--decomposition", required=True, type=Path, help="directory written by `decompose`")
-    c.add_argument("--data", help="data directory (default: the decomposition's)")
+    add_data_options(c, "data folder (default: the decomposition's)")
     c.add_argument("--out", required=True, type=Path, help="output directory (casestudy.npz/.json)")
     c.add_argument("--rotation", type=float, default=20.0, help="degrees about z (default 20, the paper)")
     c.add_argument("--translation", type=float,
@@ -37,14 +37,14 @@ def register(subparsers) -> None:
     c.set_defaults(func=_casestudy)
 
 
-def _load(model_path: str, data: str | None, device: str | None):
+def _load(model_path: str, args: argparse.Namespace):
     from regexplain.checkpoint import load_model
+    from regexplain.commands.train import with_data_options
     from regexplain.data.pairs import load_splits
     from regexplain.runtime import select_device
 
-    model, cfg = load_model(model_path, select_device(device))
-    if data:
-        cfg.data.root = str(data)
+    model, cfg = load_model(model_path, select_device(args.device))
+    cfg = with_data_options(cfg, args)
     train, val = load_splits(cfg.data)
     return model, cfg, train, val
 
@@ -56,7 +56,7 @@ def _decompose(args: argparse.Namespace) -> int:
     from regexplain.latent import Decomposition, encode_volumes
 
     check_writable(args.out)
-    model, cfg, train, val = _load(args.model, args.data, args.device)
+    model, cfg, train, val = _load(args.model, args)
     most = len(train.ids) - 1
     if args.components is not None and args.components > most:
         raise UsageError(f"--components/-k {args.components}: a PCA of {len(train.ids)} training volumes has "
@@ -90,7 +90,9 @@ def _casestudy(args: argparse.Namespace) -> int:
 
     check_writable(args.out)
     dec = Decomposition.load(args.decomposition)
-    model, cfg, _, val = _load(args.model, args.data or dec.meta.get("data"), args.device)
+    if not args.data:
+        args.data = dec.meta.get("data")
+    model, cfg, _, val = _load(args.model, args)
     shape = tuple(val.images.shape[2:])
     if tuple(model.latent_shape(shape)) != tuple(dec.latent_shape):
         raise DataError(f"{args.decomposition}: latent shape {dec.latent_shape} does not match the model's "

@@ -6,7 +6,7 @@ import argparse
 import csv
 from pathlib import Path
 
-from regexplain.commands.options import int_at_least
+from regexplain.commands.options import add_data_options, data_overrides, int_at_least
 from regexplain.config import DATASETS, PRECISIONS, load_config
 
 
@@ -15,7 +15,8 @@ def register(subparsers) -> None:
     p.add_argument("--profile", help="smoke | quick | paper | a YAML file (default quick; with --resume: the "
                    "run's own)")
     p.add_argument("--dataset", choices=DATASETS, help="default hippocampus (with --resume: the run's own)")
-    p.add_argument("--data", help="data directory (default: the profile's data.root)")
+    add_data_options(p, "data folder, MSD or lung layout, at least 4 subjects (default: the profile's "
+                     "data.root); a missing or empty folder is an error")
     p.add_argument("--out", required=True, help="run directory (checkpoint.pt, config.yaml, log.jsonl...)")
     p.add_argument("--skip-connections", action="store_true", help="the ablation with skip connections")
     p.add_argument("--resume", action="store_true", help="continue RUN/checkpoint.pt with its stored config")
@@ -39,7 +40,7 @@ def register(subparsers) -> None:
 
     e = subparsers.add_parser("evaluate", help="Dice / HD95 / SDlogJ / folding before and after registration")
     e.add_argument("--model", required=True, help="checkpoint file or run directory")
-    e.add_argument("--data", help="data directory (default: the one the model was trained on)")
+    add_data_options(e, "data folder (default: the one the model was trained on)")
     e.add_argument("--out", type=Path,
                    help="summary JSON, per-pair CSV beside it (default: MODEL_DIR/evaluation.json)")
     e.add_argument("--pairs", type=int_at_least(1),
@@ -49,9 +50,7 @@ def register(subparsers) -> None:
 
 
 def _overrides(args: argparse.Namespace) -> dict:
-    over: dict = {"train": {}, "data": {}, "model": {}}
-    if getattr(args, "data", None):
-        over["data"]["root"] = str(args.data)
+    over: dict = {"train": {}, "data": data_overrides(args), "model": {}}
     if getattr(args, "skip_connections", False):
         over["model"]["skip_connections"] = True
     if args.steps is not None:
@@ -87,7 +86,9 @@ def _resume_config(args: argparse.Namespace):
     path = checkpoint_path(args.out)
     cfg = checkpoint_config(read_checkpoint(path), path)
     _check_same_run(cfg, args, path)
-    over = _overrides(argparse.Namespace(data=args.data, steps=args.steps, max_minutes=args.max_minutes))
+    over = _overrides(argparse.Namespace(data=args.data, steps=args.steps, max_minutes=args.max_minutes,
+                                         split=None, n_train=None, n_val=None))
+    over["data"].pop("exact_counts", None)  # the run's own split rule goes on
     return config_from_dict(merge(dataclasses.asdict(cfg), over), source=f"{path} + command line")
 
 
@@ -101,6 +102,8 @@ def _check_same_run(cfg, args: argparse.Namespace, path: Path) -> None:
         asked.append(f"--profile {args.profile} (the run's profile is {cfg.profile})")
     if args.dataset is not None and args.dataset != cfg.data.dataset:
         asked.append(f"--dataset {args.dataset} (the run's dataset is {cfg.data.dataset})")
+    if args.split is not None or args.n_train is not None or args.n_val is not None:
+        asked.append("the split (--split/--n-train/--n-val)")
     if args.skip_connections and not cfg.model.skip_connections:
         asked.append("--skip-connections (the run was trained without skip connections)")
     if asked:
@@ -124,6 +127,18 @@ def _register(args: argparse.Namespace) -> int:
     return 0
 
 
+def with_data_options(cfg, args: argparse.Namespace):
+    """``cfg`` with the --data / split options applied and validated (a stored run's config)."""
+    import dataclasses
+
+    from regexplain.config import _merge as merge
+    from regexplain.config import config_from_dict
+
+    over = data_overrides(args)
+    return config_from_dict(merge(dataclasses.asdict(cfg), {"data": over}), source="command line") if over \
+        else cfg
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from regexplain.checkpoint import checkpoint_path, load_model
     from regexplain.data.pairs import load_splits, validation_pairs
@@ -135,8 +150,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     model, cfg = load_model(args.model, device)
     out = args.out or checkpoint_path(args.model).parent / "evaluation.json"
     check_writable(out, kind="file")
-    if args.data:
-        cfg.data.root = str(args.data)
+    cfg = with_data_options(cfg, args)
     _, val = load_splits(cfg.data)
     pairs = validation_pairs(val, args.pairs or cfg.train.n_val_pairs, cfg.data.seed)
     rows, summary = evaluate_pairs(model, val, pairs, cfg.data.num_labels, device=device)

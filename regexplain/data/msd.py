@@ -252,16 +252,17 @@ def read_split(path: str | Path) -> dict | None:
     return split
 
 
-def split_file(root: str | Path, ids: Sequence[str], n_train: int, n_val: int, seed: int
-               ) -> dict[str, list[str]]:
-    """Read ``root/split.json`` when it matches the request, else make the split and write it."""
+def split_file(root: str | Path, ids: Sequence[str], n_train: int, n_val: int, seed: int,
+               info: dict | None = None) -> dict[str, list[str]]:
+    """Read ``root/split.json`` when it matches the request, else make the split and write it (with
+    ``info``, e.g. how the sizes were chosen)."""
     path = Path(root) / "split.json"
     want = make_split(ids, n_train, n_val, seed)
     old = read_split(path)
     if old is not None and old["train"] == want["train"] and old["val"] == want["val"]:
         return want
     try:
-        write_json(path, {"seed": seed, "n_train": n_train, "n_val": n_val, **want})
+        write_json(path, {"seed": seed, "n_train": n_train, "n_val": n_val, **(info or {}), **want})
     except OSError as e:  # a read-only dataset still trains: the split is a seeded function of the ids
         print(f"regexplain: {path}: not written ({e.strerror}); the split is re-made from the seed each time",
               file=sys.stderr)

@@ -4,8 +4,9 @@
 layout), preprocesses every volume (the paper's normalisation, crop / pad around the labels to the
 dataset's base shape, resampling to ``cfg.shape``), splits by subject with a seeded permutation written
 to ``<root>/split.json`` and caches the preprocessed tensors in ``<root>/.cache_<shape>_<key>.pt``
-(key: hash of the file list, sizes, mtimes and settings), so repeated loads are fast. When ``cfg.root``
-does not exist, phantoms are synthesised there first (``cfg.n_subjects`` of them).
+(key: hash of the file list, sizes, mtimes and settings), so repeated loads are fast. A missing or empty
+``cfg.root`` is an error: phantoms are made only on purpose, by ``regexplain data synth`` and by the main
+job (:func:`ensure_data`, called by :mod:`regexplain.pipeline`), never in place of a folder that was mistyped.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from regexplain.config import DataConfig
 from regexplain.data import lung, msd, synthetic
 from regexplain.data.nifti import Volume
 from regexplain.data.preprocess import crop_pair, normalize, working_spacing
+from regexplain.data.split import split_sizes
 from regexplain.errors import DataError
 from regexplain.io import atomic_path
 
@@ -133,7 +135,11 @@ def _preprocess_all(volumes: list[Volume], base_shape, shape, num_labels: int, p
 
 def load_all(cfg: DataConfig, *, progress: bool = True) -> tuple[VolumeSet, Path]:
     """Every volume of ``cfg.root`` preprocessed at ``cfg.shape`` (cached), and the dataset folder."""
-    root = ensure_data(cfg, progress=progress)
+    root = Path(cfg.root)
+    if not root.is_dir() or not any(root.iterdir()):
+        raise DataError(f"{root}: {'empty' if root.is_dir() else 'no such'} data folder; point --data at a "
+                        "dataset (`regexplain data info FOLDER` checks one), or make phantoms with "
+                        "`regexplain data synth`")
     layout = detect_layout(root)
     root = msd.find_dataset_dir(root) if layout == "msd" else root
     files = _file_list(root, layout)
@@ -164,10 +170,17 @@ def load_all(cfg: DataConfig, *, progress: bool = True) -> tuple[VolumeSet, Path
 
 
 def load_splits(cfg: DataConfig, *, progress: bool = True) -> tuple[VolumeSet, VolumeSet]:
-    """(train, val) at ``cfg.shape``; the subject split is written to ``<root>/split.json``."""
+    """(train, val) at ``cfg.shape``; the subject split (sizes: :func:`regexplain.data.split.split_sizes`)
+    is written to ``<root>/split.json``."""
     data, root = load_all(cfg, progress=progress)
     subjects = sorted(set(data.groups))
-    split = msd.split_file(root, subjects, cfg.n_train, cfg.n_val, cfg.seed)
+    n_train, n_val, rule = split_sizes(len(subjects), cfg.n_train, cfg.n_val, cfg.split,
+                                       exact=cfg.exact_counts, where=str(root))
+    if rule == "fractions" and not cfg.split:
+        print(f"regexplain: {root}: {len(subjects)} subjects, fewer than n_train + n_val = "
+              f"{cfg.n_train + cfg.n_val}; split by their ratio: {n_train} train / {n_val} val", file=sys.stderr)
+    info = {"rule": rule, **({"fractions": list(cfg.split)} if cfg.split else {})}
+    split = msd.split_file(root, subjects, n_train, n_val, cfg.seed, info)
     train, val = set(split["train"]), set(split["val"])
     return (data.subset([i for i, g in enumerate(data.groups) if g in train]),
             data.subset([i for i, g in enumerate(data.groups) if g in val]))
