@@ -9,6 +9,8 @@ code execution) can read it.
 
 from __future__ import annotations
 
+import copy
+
 from pathlib import Path
 from typing import Any
 
@@ -71,9 +73,19 @@ def read_checkpoint(path_or_run_dir: str | Path, device: torch.device | str | No
     return state
 
 
+#: Recipe options added after checkpoints were first written, with the value an older stored config
+#: meant (the recipe of its time), so an old checkpoint keeps decoding exactly as it was trained.
+_EARLIER_RECIPE = {"model": {"activation": "softplus"}, "loss": {"smoothness": "squared_diff"}}
+
+
 def checkpoint_config(state: dict[str, Any], path: str | Path) -> Config:
+    values = copy.deepcopy(state["config"])
+    for section, options in _EARLIER_RECIPE.items():
+        if isinstance(values, dict) and isinstance(values.get(section), dict):
+            for k, v in options.items():
+                values[section].setdefault(k, v)
     try:
-        return config_from_dict(state["config"], source=f"{path} (stored config)")
+        return config_from_dict(values, source=f"{path} (stored config)")
     except ConfigError as e:
         raise CheckpointError(str(e)) from e
 

@@ -22,6 +22,8 @@ from regexplain.io import write_text
 PROFILE_DIR = Path(__file__).parent / "profiles"
 DATASETS = ("hippocampus", "lung")
 PRECISIONS = ("float32", "bfloat16")  # inference precisions of RegistrationNet.register
+ACTIVATIONS = ("sigmoid", "softplus")    # decoder gradient activations (see regexplain.model)
+SMOOTHNESS = ("l1_identity", "squared_diff")   # smoothness terms (see regexplain.losses)
 
 
 class ConfigError(RegexplainError, ValueError):
@@ -59,6 +61,7 @@ class ModelConfig:
     channels: tuple[int, ...] = (8, 16, 32, 32)  # one entry per level; downsamplings = len - 1
     skip_connections: bool = False
     negative_slope: float = 0.2
+    activation: str = "sigmoid"      # authors' 2*sigmoid, gradients in (0, 2); "softplus": softplus/ln 2
 
 
 @dataclass
@@ -66,6 +69,7 @@ class LossConfig:
     sim: float = 1.0        # LNCC
     seg: float = 1.0        # soft Dice
     smooth: float = 0.1     # alpha
+    smoothness: str = "l1_identity"   # authors' L1(sigmoid output, 1/2); "squared_diff": |grad g|^2
     jac: float = 0.0        # beta (paper: 1 lung, 0 hippocampus)
     lncc_window: int = 9
 
@@ -173,6 +177,8 @@ def validate(cfg: Config, source: str = "config") -> Config:
     need(all(s > 0 and s % f == 0 for s in d.shape),
          f"data.shape {list(d.shape)} must be divisible by 2^{cfg.depth} = {f} "
          f"({cfg.depth} downsamplings from model.channels)")
+    need(m.activation in ACTIVATIONS, f"model.activation must be one of {ACTIVATIONS}, got {m.activation!r}")
+    need(lo.smoothness in SMOOTHNESS, f"loss.smoothness must be one of {SMOOTHNESS}, got {lo.smoothness!r}")
     need(d.num_labels >= 2, f"data.num_labels must be >= 2, got {d.num_labels}")
     need(d.n_train > 0 and d.n_val > 0, "data.n_train and data.n_val must be positive")
     need(len(d.split) in (0, 2) and all(0 < f < 1 for f in d.split) and sum(d.split) <= 1 + 1e-9,

@@ -96,8 +96,30 @@ def _soft_dice(p: Tensor, t: Tensor) -> Tensor:
     return (2 * (p * t).sum(-1) + DICE_EPS) / (p.sum(-1) + t.sum(-1) + DICE_EPS)
 
 
-def smoothness(grads: Tensor) -> Tensor:
-    """Smoothness of the spatial gradients: mean squared forward difference of ``g`` along the three axes.
+def smoothness_l1_identity(grads: Tensor) -> Tensor:
+    """The authors' smoothness term: ``mean |g / 2 - 1/2|`` = ``mean |s - 1/2|`` for ``g = 2 s``.
+
+    "Enforcing smooth gradients similar to [8]" (paper): the authors' ``main.py`` adds
+    ``nn.L1Loss()(deformable_grid, identity_grid)`` where ``deformable_grid`` is the decoder's sigmoid output
+    ``s`` (``g = 2 s``) and ``identity_grid = 0.5``. It is zero for the identity only: it pulls every
+    per-axis gradient towards 1, so it penalises local compression/expansion, including global scalings.
+
+    Args:
+        grads: ``(B, 3, D, H, W)`` spatial gradients ``g``.
+
+    Raises:
+        ValueError: ``grads`` is not ``(B, 3, D, H, W)``.
+    """
+    if grads.ndim != 5 or grads.shape[1] != 3:
+        raise ValueError(f"smoothness expects gradients (B, 3, D, H, W), got {tuple(grads.shape)}")
+    return (0.5 * grads - 0.5).abs().mean()
+
+
+def smoothness(grads: Tensor, kind: str = "squared_diff") -> Tensor:
+    """Smoothness of the spatial gradients: ``kind="l1_identity"`` is :func:`smoothness_l1_identity` (the
+    authors'); ``"squared_diff"`` (below) is this project's earlier term.
+
+    ``"squared_diff"``: mean squared forward difference of ``g`` along the three axes.
 
     "Enforcing smooth gradients" (paper, after Estienne et al. 2020): ``|grad g|^2`` is zero for any map
     whose per-axis gradients are constant (identity, translation, axis scalings) and penalises second
@@ -106,6 +128,10 @@ def smoothness(grads: Tensor) -> Tensor:
     Args:
         grads: ``(B, 3, D, H, W)`` spatial gradients.
     """
+    if kind == "l1_identity":
+        return smoothness_l1_identity(grads)
+    if kind != "squared_diff":
+        raise ValueError(f"unknown smoothness {kind!r}; choose 'l1_identity' or 'squared_diff'")
     if grads.ndim != 5 or grads.shape[1] != 3:
         raise ValueError(f"smoothness expects gradients (B, 3, D, H, W), got {tuple(grads.shape)}")
     terms = [grads.diff(dim=d).pow(2).mean() for d in (2, 3, 4) if grads.shape[d] > 1]
@@ -160,7 +186,7 @@ def registration_loss(out, moving: Tensor, fixed: Tensor, moving_onehot: Tensor 
         dice = _soft_dice(warped_lab, torch.cat([fixed_onehot, moving_onehot]).to(phi.dtype))
         per_dir["seg"] = 1.0 - dice.reshape(2, -1).mean(1)
     if cfg.smooth > 0:
-        per_dir["smooth"] = torch.stack([smoothness(out.grads_mf), smoothness(out.grads_fm)])
+        per_dir["smooth"] = torch.stack([smoothness(g, cfg.smoothness) for g in (out.grads_mf, out.grads_fm)])
     if cfg.jac > 0:
         det = jacobian_determinant(phi)
         per_dir["jac"] = F.relu(JAC_MARGIN - det).reshape(2, -1).mean(1)

@@ -9,8 +9,12 @@ Architecture (paper section 3.1):
   ``channels`` has one entry per level, so ``len(channels) - 1`` downsamplings.
 * Fusion: ``z_MF = E(M) - E(F)`` and ``z_FM = E(F) - E(M)`` (symmetric formulation).
 * Decoder: mirrors the encoder with ``2x2x2`` transposed convolutions of stride 2, then a ``3x3x3``
-  convolution to 3 channels, zero-initialised (weights and bias), and ``g = softplus(x) / ln 2`` so an
-  untrained network gives ``g = 1`` = the identity map, and ``g > 0`` keeps the integrated map monotone.
+  convolution to 3 channels, zero-initialised (weights and bias), and a positive activation with
+  ``g(0) = 1``, so an untrained network gives the identity map and ``g > 0`` keeps the integrated map
+  monotone. ``activation="sigmoid"`` (default) is the authors' ``g = 2 sigmoid(x)`` (their decoder ends in a
+  sigmoid ``s`` and their integration takes ``2 s`` voxels per step: ``FrontiersNet.integral3DImage``), so
+  ``g`` stays in ``(0, 2)``; ``activation="softplus"`` is this project's earlier unbounded
+  ``softplus(x) / ln 2`` (a listed deviation, ``docs/deviations.md``).
 * No instance normalisation in the decoder. An instance norm acting on (a linear function of) the code
   cancels its scale, so ``D(lam * u)`` would hardly depend on ``lam > 0`` and the paper's lambda sweeps
   would show nothing (measured on a prototype; ``tests/test_model.py`` checks that ``D(lam * u)`` moves
@@ -34,6 +38,19 @@ from regexplain.config import PRECISIONS
 from regexplain.spatial import integrate_gradients
 
 _LN2 = math.log(2.0)
+
+
+def gradient_activation(x: Tensor, kind: str = "sigmoid") -> Tensor:
+    """Positive per-axis spatial gradients from the decoder's last convolution; ``0 -> 1`` (identity).
+
+    ``"sigmoid"``: ``2 sigmoid(x)`` in ``(0, 2)`` (the authors'); ``"softplus"``: ``softplus(x) / ln 2`` in
+    ``(0, inf)``. Raises ``ValueError`` for another ``kind``.
+    """
+    if kind == "sigmoid":
+        return 2.0 * torch.sigmoid(x)
+    if kind == "softplus":
+        return F.softplus(x) / _LN2
+    raise ValueError(f"unknown gradient activation {kind!r}; choose 'sigmoid' or 'softplus'")
 
 
 @dataclass
@@ -80,9 +97,12 @@ class Decoder(nn.Module):
     """Bottleneck code ``(B, c_L, d, h, w)`` (+ optional skip differences) -> positive gradients
     ``(B, 3, D, H, W)``. Norm-free (see the module docstring)."""
 
-    def __init__(self, channels: Sequence[int], slope: float, skip_connections: bool):
+    def __init__(self, channels: Sequence[int], slope: float, skip_connections: bool,
+                 activation: str = "sigmoid"):
         super().__init__()
+        gradient_activation(torch.zeros(()), activation)   # reject an unknown kind at construction
         self.skip_connections = skip_connections
+        self.activation = activation
         self.ups = nn.ModuleList()
         self.blocks = nn.ModuleList()
         for cin, cout in zip(channels[:0:-1], channels[-2::-1], strict=True):
@@ -103,7 +123,7 @@ class Decoder(nn.Module):
                 x = torch.cat([x, s.to(x.dtype)], dim=1)
             x = block(x)
         # float32 before the activation and the cumulative sums: bf16 sums of 64+ terms drift by voxels
-        return F.softplus(self.head(x).float()) / _LN2
+        return gradient_activation(self.head(x).float(), self.activation)
 
 
 class RegistrationNet(nn.Module):
@@ -114,10 +134,11 @@ class RegistrationNet(nn.Module):
         skip_connections: concatenate encoder feature differences in the decoder (ablation only).
         negative_slope: LeakyReLU slope.
         in_channels: image channels.
+        activation: decoder gradient activation, ``"sigmoid"`` (authors') or ``"softplus"``.
     """
 
     def __init__(self, channels: Sequence[int], *, skip_connections: bool = False,
-                 negative_slope: float = 0.2, in_channels: int = 1):
+                 negative_slope: float = 0.2, in_channels: int = 1, activation: str = "sigmoid"):
         super().__init__()
         channels = tuple(int(c) for c in channels)
         if len(channels) < 2 or any(c <= 0 for c in channels):
@@ -129,13 +150,15 @@ class RegistrationNet(nn.Module):
         self.negative_slope = float(negative_slope)
         self.in_channels = int(in_channels)
         self.encoder = Encoder(channels, in_channels, negative_slope)
-        self.decoder = Decoder(channels, negative_slope, self.skip_connections)
+        self.activation = activation
+        self.decoder = Decoder(channels, negative_slope, self.skip_connections, activation)
 
     @classmethod
     def from_config(cls, cfg) -> RegistrationNet:
         """Build from a :class:`regexplain.config.Config` (``cfg.model``)."""
         m = cfg.model
-        return cls(m.channels, skip_connections=m.skip_connections, negative_slope=m.negative_slope)
+        return cls(m.channels, skip_connections=m.skip_connections, negative_slope=m.negative_slope,
+                   activation=m.activation)
 
     @property
     def depth(self) -> int:
@@ -197,7 +220,7 @@ class RegistrationNet(nn.Module):
 
         Equals ``self(moving, fixed).phi_mf`` but decodes only the M -> F direction (half the decoder
         work; ``benchmarks/register.py``). ``precision="bfloat16"`` runs the convolutions under bf16
-        autocast on the input's device (the softplus and the cumulative sums stay float32): about 1.85x
+        autocast on the input's device (the activation and the cumulative sums stay float32): about 1.85x
         faster for the paper architecture on an AVX-512 CPU, maps within a few thousandths of a voxel.
         """
         if precision not in PRECISIONS:

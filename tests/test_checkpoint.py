@@ -89,3 +89,21 @@ def test_damaged_foreign_and_pickled_files_are_refused(tmp_path):
 
 class _Custom:
     pass
+
+
+def test_a_checkpoint_from_before_the_recipe_options_keeps_its_recipe(cfg, tmp_path):
+    # stored configs written before model.activation / loss.smoothness existed were trained with softplus
+    old = load_config("smoke", "hippocampus", {"model": {"activation": "softplus"},
+                                               "loss": {"smoothness": "squared_diff"}})
+    model, opt = _trained_like(old)
+    path = save_checkpoint(tmp_path / "old.pt", model, opt, old, 3, {})
+    state = torch.load(path, weights_only=True)
+    del state["config"]["model"]["activation"], state["config"]["loss"]["smoothness"]
+    torch.save(state, path)
+    loaded, cfg2 = load_model(path)
+    assert cfg2.model.activation == "softplus" and cfg2.loss.smoothness == "squared_diff"
+    x = torch.rand(1, 1, *old.data.shape)
+    assert torch.equal(model.eval()(x, x.flip(3)).phi_mf, loaded(x, x.flip(3)).phi_mf)
+    # a current checkpoint keeps what it stored
+    new_path = save_checkpoint(tmp_path / "new.pt", *_trained_like(cfg), cfg, 3, {})
+    assert load_model(new_path)[1].model.activation == "sigmoid"

@@ -103,6 +103,27 @@ def test_smoothness_matches_numpy_and_vanishes_on_constant_gradients():
     assert float(L.smoothness(const)) == 0.0
 
 
+def test_authors_smoothness_is_l1_of_the_sigmoid_output_to_one_half():
+    # hand-computed: g = 2 s, term = mean |s - 1/2| (authors' main.py: L1Loss(deformable_grid, 0.5))
+    g = torch.ones(1, 3, 2, 1, 1)
+    g[0, 0, 0] = 1.5      # s = 0.75 -> |0.25|
+    g[0, 1, 1] = 0.2      # s = 0.10 -> |-0.40|
+    g[0, 2, 0] = 2.0      # s = 1.00 -> |0.50|
+    expect = (0.25 + 0.40 + 0.50) / 6
+    assert float(L.smoothness(g, "l1_identity")) == pytest.approx(expect, rel=1e-6)
+    assert float(L.smoothness_l1_identity(g)) == pytest.approx(expect, rel=1e-6)
+    s = torch.sigmoid(torch.randn(2, 3, 4, 5, 6, generator=torch.Generator().manual_seed(0)))
+    ref = torch.nn.L1Loss()(s, torch.full_like(s, 0.5))   # the authors' call, on their sigmoid output
+    assert float(L.smoothness(2 * s, "l1_identity")) == pytest.approx(float(ref), rel=1e-6)
+    # unlike the squared difference, a constant non-identity gradient (a global scaling) is penalised
+    scale = torch.full((1, 3, 4, 4, 4), 1.2)
+    assert float(L.smoothness(scale, "squared_diff")) == 0.0
+    assert float(L.smoothness(scale, "l1_identity")) == pytest.approx(0.1)
+    assert float(L.smoothness(torch.ones(1, 3, 4, 4, 4), "l1_identity")) == 0.0
+    with pytest.raises(ValueError, match="unknown smoothness"):
+        L.smoothness(scale, "l2")
+
+
 def test_jacobian_loss_on_analytic_maps():
     shape = (8, 8, 8)
     assert float(L.jacobian_loss(sp.identity_map(shape))) == 0.0
@@ -132,9 +153,10 @@ def _setup(seed=0, shape=(8, 8, 8)):
     return net(m, f), m, f, mo, fo
 
 
-def test_registration_loss_is_the_symmetric_sum_of_terms():
+@pytest.mark.parametrize("kind", ["l1_identity", "squared_diff"])
+def test_registration_loss_is_the_symmetric_sum_of_terms(kind):
     out, m, f, mo, fo = _setup()
-    cfg = LossConfig(sim=1.0, seg=0.7, smooth=0.1, jac=2.0, lncc_window=5)
+    cfg = LossConfig(sim=1.0, seg=0.7, smooth=0.1, jac=2.0, lncc_window=5, smoothness=kind)
     total, terms = L.registration_loss(out, m, f, mo, fo, cfg)
     ref = {}
     with torch.no_grad():  # each direction on its own, through the public functions
@@ -142,7 +164,7 @@ def test_registration_loss_is_the_symmetric_sum_of_terms():
                                             ("fm", out.phi_fm, out.grads_fm, f, m, fo, mo)):
             ref[f"sim_{d}"] = float(L.lncc(sp.warp(src, phi), dst, 5))
             ref[f"seg_{d}"] = float(L.dice_loss(sp.warp_labels(so, phi), do))
-            ref[f"smooth_{d}"] = float(L.smoothness(g))
+            ref[f"smooth_{d}"] = float(L.smoothness(g, kind))
             ref[f"jac_{d}"] = float(L.jacobian_loss(phi))
     for k, v in ref.items():
         assert terms[k] == pytest.approx(v, rel=1e-5, abs=1e-7), k

@@ -1,6 +1,8 @@
 """RegistrationNet: identity at initialisation, symmetric batched forward consistent with the public
 encode/decode, lambda sweeps that move, skip/no-skip, bad input, and that one pair can be overfitted."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -8,7 +10,7 @@ import torch
 from regexplain import spatial as sp
 from regexplain.config import ConfigError, load_config
 from regexplain.losses import registration_loss
-from regexplain.model import RegistrationNet, RegistrationOutput
+from regexplain.model import RegistrationNet, RegistrationOutput, gradient_activation
 
 SHAPE = (16, 16, 16)
 CH = (4, 8, 8)
@@ -106,6 +108,46 @@ def test_from_config_profiles():
     assert RegistrationNet(lung.model.channels).depth == 3
     skip = load_config("smoke", "hippocampus", {"model": {"skip_connections": True}})
     assert RegistrationNet.from_config(skip).skip_connections
+
+
+def _authors_integral3d(s):
+    """FrontiersNet.integral3DImage of the authors (normalised grid from their sigmoid output ``s``),
+    written out from their formula, then mapped to voxels with align_corners=True."""
+    out = []
+    for a in range(3):
+        n = s.shape[2 + a]
+        xn = (4 * torch.cumsum(s[:, a], dim=1 + a) - 2) / (n - 1) - 1
+        out.append((xn + 1) * (n - 1) / 2)
+    return torch.stack(out, dim=1)
+
+
+def test_gradient_activation_is_the_authors_bounded_sigmoid():
+    x = torch.tensor([0.0, math.log(3.0), -math.log(3.0), 50.0, -50.0], dtype=torch.float64)
+    g = gradient_activation(x, "sigmoid")
+    assert g.tolist() == pytest.approx([1.0, 1.5, 0.5, 2.0, 0.0], abs=1e-12)   # 2 sigmoid: (0, 2)
+    assert gradient_activation(x, "softplus").tolist() == pytest.approx(
+        [1.0, math.log(4.0) / math.log(2.0), math.log(4 / 3) / math.log(2.0), 50 / math.log(2.0), 0.0],
+        abs=1e-12)
+    # the decoder's integrated map equals the authors' integral of their sigmoid output
+    head = torch.randn(2, 3, 5, 6, 7, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    ours = sp.integrate_gradients(gradient_activation(head, "sigmoid"))
+    assert torch.allclose(ours, _authors_integral3d(torch.sigmoid(head)), atol=1e-10)
+    with pytest.raises(ValueError, match="unknown gradient activation"):
+        gradient_activation(x, "relu")
+    with pytest.raises(ValueError, match="unknown gradient activation"):
+        RegistrationNet(CH, activation="relu")
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "softplus"])
+def test_activation_option_builds_the_decoder(activation):
+    cfg = load_config("smoke", "hippocampus", {"model": {"activation": activation}})
+    net = RegistrationNet.from_config(cfg)
+    with torch.no_grad():
+        net.decoder.head.bias.fill_(3.0)
+    g = net.decode(torch.zeros(1, *net.latent_shape(cfg.data.shape)))
+    assert torch.allclose(g, gradient_activation(torch.tensor(3.0), activation).expand_as(g))
+    with pytest.raises(ConfigError, match="model.activation"):
+        load_config("smoke", "hippocampus", {"model": {"activation": "tanh"}})
 
 
 def test_bad_inputs():
