@@ -614,6 +614,45 @@ def train_resume_while_another_trains_there(t, fx):
     return Spec(smoke_train(fx.data, run, "--resume", "--steps", "3"), [run], [str(run)], keep=[fh])
 
 
+@case
+def train_data_missing_folder(t, fx):
+    return Spec(smoke_train(t / "nowhere", t / "run"), [t / "run", t / "nowhere"], [str(t / "nowhere")])
+
+
+@case
+def train_data_empty_folder(t, fx):
+    (t / "empty").mkdir()
+    return Spec(smoke_train(t / "empty", t / "run"), [t / "run", t / "empty"], [str(t / "empty")])
+
+
+@case
+def train_split_sums_above_one(t, fx):
+    return Spec(smoke_train(fx.data, t / "run", "--split", "0.8", "0.5"), [t / "run"], ["--split"])
+
+
+@case
+def train_split_fraction_of_one(t, fx):
+    return Spec(smoke_train(fx.data, t / "run", "--split", "1", "0.2"), [t / "run"], ["--split"])
+
+
+@case
+def train_split_and_counts_together(t, fx):
+    return Spec(smoke_train(fx.data, t / "run", "--split", "0.5", "0.5", "--n-train", "4"), [t / "run"],
+                ["--split", "--n-train"])
+
+
+@case
+def train_counts_do_not_fit_the_folder(t, fx):
+    return Spec(smoke_train(fx.data, t / "run", "--n-train", "40", "--n-val", "4"), [t / "run", fx.data],
+                ["--n-train", "n_train", "subjects"])
+
+
+@case
+def train_resume_other_split(t, fx):
+    run = copy_run(fx, t)
+    return Spec(smoke_train(fx.data, run, "--resume", "--split", "0.5", "0.5"), [run], ["--split"])
+
+
 # ---------------------------------------------------------------------------------------- evaluate
 
 def _evaluate(fx: Fx, t: Path, *extra: str, model: Path | None = None) -> list[str]:
@@ -690,6 +729,18 @@ def evaluate_data_split_json_list(t, fx):
     argv = _evaluate(fx, t)
     argv[argv.index("--data") + 1] = str(d)
     return Spec(argv, [t / "ev", d], ["split.json"])
+
+
+@case
+def evaluate_data_missing_folder(t, fx):
+    argv = _evaluate(fx, t)
+    argv[argv.index("--data") + 1] = str(t / "nowhere")
+    return Spec(argv, [t / "ev", t / "nowhere"], [str(t / "nowhere")])
+
+
+@case
+def evaluate_n_val_zero(t, fx):
+    return Spec(_evaluate(fx, t, "--n-val", "0"), [t / "ev"], ["--n-val"])
 
 
 # ---------------------------------------------------------------------------------------- register
@@ -842,6 +893,12 @@ def decompose_data_split_json_list(t, fx):
     d = copy_data(fx, t)
     (d / "split.json").write_text("[1, 2]")
     return Spec(_decompose(fx, t, data=d), [t / "dec", d], ["split.json"])
+
+
+@case
+def decompose_data_empty_folder(t, fx):
+    (t / "empty").mkdir()
+    return Spec(_decompose(fx, t, data=t / "empty"), [t / "dec", t / "empty"], [str(t / "empty")])
 
 
 # --------------------------------------------------------------------------------------- casestudy
