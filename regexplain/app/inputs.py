@@ -121,6 +121,7 @@ def _validation_subject(where, cfg, root: Path, index: int) -> tuple[np.ndarray,
     from regexplain.data.pairs import load_splits
 
     cfg.data.root = str(root)  # exists (checked) before load_splits names it in an error
+    cfg.data.exact_counts = False  # another folder than the run's: counts that don't fit become fractions
     try:
         _, val = load_splits(cfg.data, progress=False)
     except Exception as e:  # noqa: BLE001 - see open_decomposition
