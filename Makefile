@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PROFILE ?= quick
 export MPLBACKEND := Agg
 
-.PHONY: venv reproduce test test-fast figures sync bench lint browser clean
+.PHONY: venv reproduce test test-fast figures sync lab bench lint browser clean
 
 # torch is installed first and pinned to the CPU wheel, so nothing later pulls CUDA wheels.
 $(STAMP): pyproject.toml
@@ -37,9 +37,13 @@ test-fast: venv
 
 # jupytext: the py:percent scripts are the source of truth; the .ipynb are generated.
 sync: venv
-	@for f in notebooks/[0-9]*.py; do [ -e "$$f" ] && $(BIN)/jupytext --quiet --to ipynb "$$f" -o "$${f%.py}.ipynb" ; done; true
+	@for f in notebooks/[0-9]*.py; do [ -e "$$f" ] && $(BIN)/jupytext --quiet --set-kernel python3 --to ipynb "$$f" -o "$${f%.py}.ipynb" ; done; true
 
 figures: reproduce
+
+# JupyterLab on the numbered notebooks (generated from the py:percent sources, python3 kernel set).
+lab: sync
+	env -u MPLBACKEND $(BIN)/jupyter lab notebooks/   # the inline backend, not the exported Agg
 
 bench: venv
 	$(BIN)/python -m pip install -q -e ".[bench]"

@@ -52,7 +52,7 @@ n_show = min(6, len(hip_train.ids))
 grid = [[still(hip_train.images, hip_train.labels, i, v) for i in range(n_show)] for v in ("sagittal", "axial")]
 fig = plot_slice_grid(grid, col_labels=hip_train.ids[:n_show], row_labels=["sagittal", "axial"],
                       show_arrows=False, colorbar=False)
-save_figure(fig, FIGURES_DIR / "data_hippocampus.png")
+save_figure(fig, FIGURES_DIR / "data_hippocampus.png");
 
 # %% [markdown]
 # ## Ground-truth factors (phantoms only)
@@ -87,7 +87,7 @@ patients = [g for g, idx in by_group.items() if len(idx) >= 2][:3]
 grid = [[still(lung_train.images, lung_train.labels, by_group[g][k], "coronal") for g in patients] for k in (0, 1)]
 fig = plot_slice_grid(grid, col_labels=patients, row_labels=[lung_train.ids[by_group[patients[0]][k]]
                                                              for k in (0, 1)], show_arrows=False, colorbar=False)
-save_figure(fig, FIGURES_DIR / "data_lung_pairs.png")
+save_figure(fig, FIGURES_DIR / "data_lung_pairs.png");
 
 # %%
 write_json(FIGURES_DIR / "results_01_data.json", {

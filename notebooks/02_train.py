@@ -44,7 +44,7 @@ for name in pipeline.MODELS:
     logs[name] = [json.loads(line) for line in (rd / "log.jsonl").read_text().splitlines() if line.strip()]
     metrics[name] = json.loads((rd / "metrics.json").read_text())
 fig = plot_loss_curves(logs, key="loss", val_key="dice_after")
-save_figure(fig, FIGURES_DIR / "loss_curves.png")
+save_figure(fig, FIGURES_DIR / "loss_curves.png");
 
 # %% [markdown]
 # ## Dice before / after registration, beside the paper

@@ -35,7 +35,7 @@ for name, run in runs.items():
 # %%
 ratios = {name: run.decomposition.explained_variance_ratio for name, run in runs.items()}
 fig = plot_explained_variance(ratios, pipeline.PAPER["explained_variance"])
-save_figure(fig, FIGURES_DIR / "explained_variance.png")
+save_figure(fig, FIGURES_DIR / "explained_variance.png");
 
 # %%
 summary = {name: run.decomposition.summary() for name, run in runs.items()}

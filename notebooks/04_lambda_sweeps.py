@@ -67,7 +67,7 @@ labels4 = [f"component {i + 1}" for i in comps4]
 lung_disp4 = displacements(lung, comps4, LAM_SIGMA)
 fig = plot_slice_grid(component_rows(lung, 0, lung_disp4, ["coronal", "sagittal"]), col_labels=labels4,
                       row_labels=["coronal", "sagittal"], suptitle=f"lung, {subject(lung, 0)[2]}, λ = {LAM_SIGMA} σ")
-save_figure(fig, FIGURES_DIR / "fig2_lung_components.png")
+save_figure(fig, FIGURES_DIR / "fig2_lung_components.png");
 
 # %% [markdown]
 # ## Fig 6 — the same for two other patients
@@ -78,7 +78,7 @@ for k in (1, 2):
     rows += component_rows(lung, k, lung_disp4, ["coronal", "sagittal"])
     names += [f"{subject(lung, k)[2]} coronal", f"{subject(lung, k)[2]} sagittal"]
 fig = plot_slice_grid(rows, col_labels=labels4, row_labels=names, suptitle=f"lung, λ = {LAM_SIGMA} σ")
-save_figure(fig, FIGURES_DIR / "fig6_lung_components_more.png")
+save_figure(fig, FIGURES_DIR / "fig6_lung_components_more.png");
 
 # %% [markdown]
 # ## Fig 3 — λ sweeps of components 1 and 4 (coronal)
@@ -112,7 +112,7 @@ comps = n_comp(hip, 4)
 rows = component_rows(hip, 0, displacements(hip, comps, LAM_SIGMA), ["sagittal"])
 fig = plot_slice_grid(rows, col_labels=[f"component {i + 1}" for i in comps],
                       row_labels=[subject(hip, 0)[2]], suptitle=f"hippocampus, λ = {LAM_SIGMA} σ")
-save_figure(fig, FIGURES_DIR / "fig4_hippocampus_components.png")
+save_figure(fig, FIGURES_DIR / "fig4_hippocampus_components.png");
 
 # %% [markdown]
 # ## Fig 7 — hippocampus, two other subjects, components 1-8 (first row 1-4, second row 5-8)
@@ -127,7 +127,7 @@ for k in (1, 2):
         rows.append(row[start:start + 4])
         names.append(f"{subject(hip, k)[2]} c{start + 1}-{start + len(rows[-1])}")
 fig = plot_slice_grid(rows, row_labels=names, suptitle=f"hippocampus, components 1-{len(comps8)}, λ = {LAM_SIGMA} σ")
-save_figure(fig, FIGURES_DIR / "fig7_hippocampus_components_1-8.png")
+save_figure(fig, FIGURES_DIR / "fig7_hippocampus_components_1-8.png");
 
 # %% [markdown]
 # ## Interactive explorer

@@ -29,7 +29,7 @@ deltas = case_study(hip.model, hip.decomposition, hip.val.images)
 
 # %%
 fig = plot_delta_boxplots(deltas, 10, title=f"hippocampus without skip connections, {len(hip.val.ids)} subjects")
-save_figure(fig, FIGURES_DIR / "fig5_case_study.png")
+save_figure(fig, FIGURES_DIR / "fig5_case_study.png");
 
 # %% [markdown]
 # ## Which components respond?

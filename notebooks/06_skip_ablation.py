@@ -35,11 +35,11 @@ deltas = {name: case_study(run.model, run.decomposition, run.val.images) for nam
 
 # %%
 fig = plot_skip_ablation(deltas["hippocampus_noskip"], deltas["hippocampus_skip"], 10)
-save_figure(fig, FIGURES_DIR / "fig8_skip_ablation.png")
+save_figure(fig, FIGURES_DIR / "fig8_skip_ablation.png");
 
 # %%
 fig = plot_skip_ablation(deltas["hippocampus_noskip"], deltas["hippocampus_skip"], 10, normalise=True)
-save_figure(fig, FIGURES_DIR / "fig8_skip_ablation_normalised.png")
+save_figure(fig, FIGURES_DIR / "fig8_skip_ablation_normalised.png");
 
 # %%
 summary = {name: {t: pipeline.case_summary(s["median_abs"])

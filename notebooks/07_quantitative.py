@@ -64,7 +64,7 @@ plotted = {b: {k: v for k, v in s.items() if not k.startswith("R²")} for b, s i
 fig = plot_scores({f"{b}: {k}": v["observed"] for b, s in plotted.items() for k, v in s.items()},
                   {f"{b}: {k}": v["null_mean"] for b, s in plotted.items() for k, v in s.items()},
                   title="hippocampus: interpretability scores")
-save_figure(fig, FIGURES_DIR / "quantitative.png")
+save_figure(fig, FIGURES_DIR / "quantitative.png");
 
 # %% [markdown]
 # ## Selectivity against the size of the transform
@@ -79,9 +79,9 @@ save_figure(fig, FIGURES_DIR / "quantitative.png")
 sweeps = {"no skip": report["latent"]["selectivity_by_strength"],
           "skip": report_skip["latent"]["selectivity_by_strength"]}
 fig = plot_selectivity_by_strength(sweeps, key="mean_top_share", title="mean response: top share")
-save_figure(fig, FIGURES_DIR / "selectivity_by_strength.png")
+save_figure(fig, FIGURES_DIR / "selectivity_by_strength.png");
 fig = plot_selectivity_by_strength(sweeps, key="top_share", title="per subject: median top share")
-save_figure(fig, FIGURES_DIR / "selectivity_by_strength_per_subject.png")
+save_figure(fig, FIGURES_DIR / "selectivity_by_strength_per_subject.png");
 Markdown(pipeline.markdown_table([
     {"model": m, "transform": t, "strength": st, "mean: top share": r["mean_top_share"]["observed"],
      "mean: null p95": r["mean_top_share"]["null_p95"], "mean: component": r["mean_top_component"] + 1,
@@ -100,7 +100,7 @@ parts = ("translation", "rotation", "scale", "shear")
 comps = report["latent"]["affine"]["components"]
 fractions = {p: [c.get(p, 0.0) for c in comps] for p in parts if p in comps[0]}
 fig = plot_component_bars(fractions, ylabel="share of displacement energy", title="affine content per component")
-save_figure(fig, FIGURES_DIR / "affine_fractions.png")
+save_figure(fig, FIGURES_DIR / "affine_fractions.png");
 Markdown(pipeline.markdown_table([{"component": i + 1, **{p: v[i] for p, v in fractions.items()},
                                    "non-affine": c.get("nonaffine")} for i, c in enumerate(comps)], 2))
 

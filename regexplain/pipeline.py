@@ -17,7 +17,9 @@ pipeline trained.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -75,13 +77,30 @@ def repo_path(p: str | Path) -> Path:
 
 
 def notebook_setup(interactive: bool, *dirs: str | Path) -> tuple[Path, ...]:
-    """What every notebook does after its parameters cell: the Agg backend in batch mode (papermill),
-    and its directory parameters resolved against the repository root (:func:`repo_path`)."""
-    if not interactive:
-        import matplotlib
-
-        matplotlib.use("Agg")
+    """What every notebook does after its parameters cell: its directory parameters resolved against the
+    repository root (:func:`repo_path`). It never chooses a matplotlib backend: Jupyter's inline backend
+    shows the figures, in JupyterLab and in the batch run alike (:func:`execute_notebook`).
+    ``interactive`` (the notebooks' ``INTERACTIVE``) is accepted for the notebooks' widget cells."""
     return tuple(repo_path(d) for d in dirs)
+
+
+#: The backend a batch-run kernel uses: headless, and it writes every figure into the executed notebook
+#: (a forced Agg, e.g. the Makefile's MPLBACKEND, would leave the executed notebooks without images).
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+
+
+@contextlib.contextmanager
+def inline_backend_env():
+    """``MPLBACKEND`` set to :data:`INLINE_BACKEND` for kernels started inside the block."""
+    old = os.environ.get("MPLBACKEND")
+    os.environ["MPLBACKEND"] = INLINE_BACKEND
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("MPLBACKEND", None)
+        else:
+            os.environ["MPLBACKEND"] = old
 
 
 def model_config(profile: str, name: str, data_dir: str | Path = "data", seed: int | None = None) -> Config:
@@ -237,8 +256,9 @@ def execute_notebook(source: Path, out_dir: Path, parameters: dict[str, Any], *,
     with tempfile.TemporaryDirectory() as tmp:
         nb = to_ipynb(source, Path(tmp) / f"{source.stem}.ipynb")
         try:
-            pm.execute_notebook(str(nb), str(output), parameters=parameters, kernel_name="python3",
-                                cwd=str(REPO_ROOT), progress_bar=False, execution_timeout=timeout)
+            with inline_backend_env():
+                pm.execute_notebook(str(nb), str(output), parameters=parameters, kernel_name="python3",
+                                    cwd=str(REPO_ROOT), progress_bar=False, execution_timeout=timeout)
         except PapermillExecutionError as e:
             raise NotebookError(f"notebook {source.name} failed in cell {e.cell_index} (execution count "
                                 f"{e.exec_count}): {e.ename}: {e.evalue} -- executed copy: {output}") from e

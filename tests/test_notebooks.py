@@ -46,7 +46,7 @@ def parameterised_copy(src: Path, out: Path, params: dict) -> Path:
 def test_notebook_runs_under_nbval(src, smoke_dirs, tmp_path):
     params = pipeline.notebook_parameters("smoke", smoke_dirs["data"], smoke_dirs["runs"], smoke_dirs["figures"])
     nb = parameterised_copy(src, tmp_path / f"{src.stem}.ipynb", params)
-    env = {**os.environ, "MPLBACKEND": "Agg"}
+    env = {**os.environ, "MPLBACKEND": pipeline.INLINE_BACKEND}   # as in the main job: figures inline
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "--nbval-lax", "-p", "no:cacheprovider",
                            "--nbval-cell-timeout=300", str(nb)], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=600)

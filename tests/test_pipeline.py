@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -92,10 +95,30 @@ def test_cli_registers_reproduce():
     assert args.profile == "smoke" and args.notebooks == ["01", "04"] and callable(args.func)
 
 
-def test_notebook_setup_resolves_paths_and_selects_agg(tmp_path):
-    import matplotlib
-
+def test_notebook_setup_resolves_paths_and_never_chooses_a_backend(tmp_path):
+    code = ("import matplotlib; matplotlib.use('svg'); import regexplain.viz.figures, regexplain.viz.widgets; "
+            "from regexplain import pipeline; pipeline.notebook_setup(False, 'figures'); "
+            "print(matplotlib.get_backend())")
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "svg"        # importing the package and the setup left the user's choice
     rel, absolute = pipeline.notebook_setup(False, "figures", tmp_path)
     assert rel == pipeline.REPO_ROOT / "figures"
     assert absolute == tmp_path
-    assert matplotlib.get_backend().lower() == "agg"
+
+
+@pytest.mark.notebook
+def test_executed_notebooks_show_their_figures_inline(tmp_path, monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "Agg")   # as the Makefile exports it: the kernel must still show figures
+    src = tmp_path / "09_figure.py"
+    out_png = tmp_path / "fig.png"
+    src.write_text('# %% tags=["parameters"]\nOUT = ""\n\n# %%\nimport matplotlib.pyplot as plt\n'
+                   'from regexplain.viz.figures import save_figure\n'
+                   'fig, ax = plt.subplots()\nax.plot([0, 1], [1, 0])\nsave_figure(fig, OUT);\n')
+    nb = pipeline.execute_notebook(src, tmp_path / "out", {"OUT": str(out_png)}, timeout=120)
+    outputs = [o for c in json.loads(nb.read_text())["cells"] for o in c.get("outputs", [])]
+    assert [o for o in outputs if "image/png" in o.get("data", {})], outputs   # displayed once, inline
+    assert len([o for o in outputs if "image/png" in o.get("data", {})]) == 1
+    assert not [o for o in outputs if "text/plain" in o.get("data", {}) and "PosixPath" in o["data"]["text/plain"]]
+    assert out_png.stat().st_size > 1000                                       # and saved
+    assert os.environ["MPLBACKEND"] == "Agg"                                  # the caller's env is restored

@@ -11,8 +11,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
-
-matplotlib.use("Agg", force=False)  # headless by default; an interactive backend already set stays
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
@@ -27,12 +25,15 @@ DARK_BG = "#111111"
 
 
 def save_figure(fig: Figure, path: str | Path, *, dpi: int = 110) -> Path:
-    """Write ``fig`` atomically (format from the suffix) and close it."""
+    """Write ``fig`` atomically (format from the suffix); the figure stays open.
+
+    The package never chooses a matplotlib backend: in Jupyter the inline backend displays (and then
+    closes) the figure at the end of the cell; a script under Agg closes it with ``plt.close(fig)``.
+    """
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=dpi, facecolor=fig.get_facecolor(),
                     bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
