@@ -41,14 +41,18 @@ def inside(u: np.ndarray) -> np.ndarray:
     return np.all([(x[a] >= 0) & (x[a] <= n - 1) for a, n in enumerate(u.shape[1:])], axis=0)
 
 
-@pytest.mark.parametrize("moving_grid", ["fixed", "other"])
+@pytest.mark.parametrize("moving_grid", ["fixed", "other", "reflected"])
 def test_simpleitk_resampling_matches_warped(tmp_path, moving_grid):
+    """Oblique fixed grid (rotated axes, 0.8 x 1.2 x 2 mm, shifted origin); the moving image on the same
+    grid, on another oblique grid, or both on a mirrored grid (negative determinant, like LAS scans)."""
     rng = np.random.default_rng(0)
     moving = (100 * ndimage.gaussian_filter(rng.random(SHAPE), 1.5)).astype(np.float32)
     u = np.stack([ndimage.gaussian_filter(rng.standard_normal(SHAPE), 3.0) for _ in range(3)])
     u = 3.0 * u / np.abs(u).max()                        # up to 3 voxels, far from identity
     fixed_aff = oblique((20, -15, 30), (0.8, 1.2, 2.0), (-30.0, 12.5, 40.0))
-    moving_aff = fixed_aff if moving_grid == "fixed" else oblique((15, -10, 25), (0.9, 1.1, 1.8), (-28, 11, 41))
+    if moving_grid == "reflected":
+        fixed_aff[:3, 0] *= -1
+    moving_aff = oblique((15, -10, 25), (0.9, 1.1, 1.8), (-28, 11, 41)) if moving_grid == "other" else fixed_aff
     write_nifti(tmp_path / "moving.nii.gz", moving, moving_aff)
     out = write_registration(tmp_path / "out", moving, torch.from_numpy(u).float(), fixed_aff, moving_aff)
 

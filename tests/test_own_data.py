@@ -74,6 +74,17 @@ def test_walkthrough_on_a_real_mri(tmp_path, capsys):
     itk = nib.load(str(runs / "reg" / "displacement_itk.nii.gz"))
     assert itk.shape == (*CROP, 1, 3)
     np.testing.assert_allclose(itk.affine, nib.load(str(fixed)).affine, atol=1e-5)
+    # the crops sit at different origins: the ITK field carries that too, and SimpleITK resamples the
+    # moving crop into regexplain's warped.nii.gz
+    pytest.importorskip("SimpleITK")
+    from test_itk import inside, sitk_resample
+
+    ours = np.asarray(nib.load(str(runs / "reg" / "warped.nii.gz")).dataobj)
+    theirs = sitk_resample(moving, runs / "reg" / "displacement_itk.nii.gz", runs / "reg" / "warped.nii.gz")
+    mask = inside(np.moveaxis(np.asarray(nib.load(str(runs / "reg" / "displacement_voxels.nii.gz")).dataobj),
+                              -1, 0))
+    assert mask.mean() > 0.5
+    assert np.abs(theirs - ours)[mask].max() < 1e-3 * np.abs(ours).max()
 
     out = run(capsys, "decompose", "--model", runs / "brain", "--out", runs / "brain" / "decomposition")
     assert "4 train / 2 val" in out and "K=3" in out           # K capped at N - 1 for four training subjects
