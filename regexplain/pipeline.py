@@ -246,6 +246,25 @@ def to_ipynb(source: Path, out: Path) -> Path:
     return out
 
 
+#: The kernel of an executed notebook logs errors only: its loopback-TCP notice would print a warning wall
+#: on ``make reproduce``'s console for every notebook.
+KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
+
+
+@contextlib.contextmanager
+def _quiet_kernel_env():
+    """No debugger notice (frozen modules) from kernels started inside the block."""
+    old = os.environ.get("PYDEVD_DISABLE_FILE_VALIDATION")
+    os.environ["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("PYDEVD_DISABLE_FILE_VALIDATION", None)
+        else:
+            os.environ["PYDEVD_DISABLE_FILE_VALIDATION"] = old
+
+
 def execute_notebook(source: Path, out_dir: Path, parameters: dict[str, Any], *, timeout: int = 1800) -> Path:
     """Run one notebook with papermill; :class:`NotebookError` names the notebook and the failing cell."""
     import papermill as pm
@@ -256,9 +275,10 @@ def execute_notebook(source: Path, out_dir: Path, parameters: dict[str, Any], *,
     with tempfile.TemporaryDirectory() as tmp:
         nb = to_ipynb(source, Path(tmp) / f"{source.stem}.ipynb")
         try:
-            with inline_backend_env():
+            with inline_backend_env(), _quiet_kernel_env():
                 pm.execute_notebook(str(nb), str(output), parameters=parameters, kernel_name="python3",
-                                    cwd=str(REPO_ROOT), progress_bar=False, execution_timeout=timeout)
+                                    cwd=str(REPO_ROOT), progress_bar=False, execution_timeout=timeout,
+                                    extra_arguments=KERNEL_ARGS)
         except PapermillExecutionError as e:
             raise NotebookError(f"notebook {source.name} failed in cell {e.cell_index} (execution count "
                                 f"{e.exec_count}): {e.ename}: {e.evalue} -- executed copy: {output}") from e
@@ -382,10 +402,38 @@ def write_results(figures_dir: str | Path, profile: str) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------ the job
 
-def _stage(label: str, fn: Callable[[], Any], log: Callable[[str], None]) -> Any:
+def _stage(label: str, fn: Callable[[], Any], log: Callable[[str], None], *, hold: bool = True) -> Any:
+    """Run one stage and log one line for it: what it did and its wall time.
+
+    What the stage itself prints (per-step training lines, reading bars, library warnings) is held back and
+    shown only when the stage fails, so a batch console reads one line per stage. On a terminal a
+    transient ``[label] ...`` says which stage is running until its line replaces it.
+    """
+    import io
+    import sys
+    import warnings
+
     t0 = time.perf_counter()
-    log(f"[{label}] ...")
-    out = fn()
+    live = sys.stdout.isatty()
+    if live:
+        sys.stdout.write(f"[{label}] ...\r")
+        sys.stdout.flush()
+    held = io.StringIO()
+    try:
+        with contextlib.ExitStack() as stack:
+            if hold:  # ``hold=False``: the caller asked for progress bars
+                for cm in (contextlib.redirect_stdout(held), contextlib.redirect_stderr(held),
+                           warnings.catch_warnings()):
+                    stack.enter_context(cm)
+                warnings.simplefilter("default")  # shown once each, into ``held``
+            out = fn()
+    except BaseException:
+        if live:
+            sys.stdout.write("\x1b[2K")  # clear the transient line
+        sys.stderr.write(held.getvalue()[-4000:])
+        raise
+    if live:
+        sys.stdout.write("\x1b[2K")
     log(f"[{label}] {out if isinstance(out, str) else 'done'} ({time.perf_counter() - t0:.1f} s)")
     return out
 
@@ -397,11 +445,11 @@ def prepare(profile: str = "quick", data_dir: str | Path = "data", runs_dir: str
     cfgs = {name: model_config(profile, name, data_dir, seed) for name in models}
     for ds in dict.fromkeys(c.data.dataset for c in cfgs.values()):
         cfg = next(c for c in cfgs.values() if c.data.dataset == ds)
-        _stage(f"data {ds}", lambda cfg=cfg: ensure_data(cfg, progress=progress), log)
+        _stage(f"data {ds}", lambda cfg=cfg: ensure_data(cfg, progress=progress), log, hold=not progress)
     for name, cfg in cfgs.items():
         rd = run_dir(runs_dir, profile, name)
         _stage(f"train {name}", lambda cfg=cfg, rd=rd: ensure_trained(cfg, rd, force=force, progress=progress),
-               log)
+               log, hold=not progress)
         _stage(f"decompose {name}", lambda rd=rd: f"K = {ensure_decomposition(rd).n_components}", log)
 
 

@@ -122,3 +122,40 @@ def test_executed_notebooks_show_their_figures_inline(tmp_path, monkeypatch):
     assert not [o for o in outputs if "text/plain" in o.get("data", {}) and "PosixPath" in o["data"]["text/plain"]]
     assert out_png.stat().st_size > 1000                                       # and saved
     assert os.environ["MPLBACKEND"] == "Agg"                                  # the caller's env is restored
+
+
+def test_stage_logs_one_line_and_holds_back_what_the_stage_prints(capsys):
+    import warnings
+
+    lines = []
+
+    def noisy():
+        print("step 1: loss=0.3")
+        warnings.warn("a library warning", UserWarning, stacklevel=1)
+        return "did it"
+
+    assert pipeline._stage("train x", noisy, lines.append) == "did it"
+    assert len(lines) == 1 and lines[0].startswith("[train x] did it (")
+    out, err = capsys.readouterr()
+    assert "step 1" not in out + err and "library warning" not in out + err
+
+    def failing():
+        print("the reason it failed")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        pipeline._stage("bad", failing, lines.append)
+    assert "the reason it failed" in capsys.readouterr().err  # shown when the stage fails
+
+
+@pytest.mark.notebook
+def test_executed_notebook_leaves_the_console_quiet(tmp_path, capfd):
+    """No kernel transport / debugger warnings on the main job's console, no stderr output in the copy."""
+    src = tmp_path / "09_quiet.py"
+    src.write_text('# %% tags=["parameters"]\nX = 0\n\n# %%\nprint(X + 1)\n')
+    nb = pipeline.execute_notebook(src, tmp_path / "out", {"X": 1}, timeout=120)
+    outputs = [o for c in json.loads(nb.read_text())["cells"] for o in c.get("outputs", [])]
+    assert ["".join(o["text"]) for o in outputs if o.get("name") == "stdout"] == ["2\n"]
+    assert not [o for o in outputs if o.get("name") == "stderr"]
+    console = capfd.readouterr()
+    assert "WARNING" not in console.out + console.err and "Debugger" not in console.err, console.err[-2000:]
