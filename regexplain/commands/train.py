@@ -31,7 +31,10 @@ def register(subparsers) -> None:
     r.add_argument("--moving", required=True, type=Path)
     r.add_argument("--fixed", required=True, type=Path)
     r.add_argument("--moving-label", type=Path, help="label of the moving image, warped too")
-    r.add_argument("--out", required=True, type=Path, help="output directory")
+    r.add_argument("--out", required=True, type=Path,
+                   help="output directory, on the fixed grid: warped.nii.gz, warped_label.nii.gz, "
+                        "displacement_voxels.nii.gz (regexplain's field, voxels) and displacement_itk.nii.gz "
+                        "(the transform for ITK / ANTs / Slicer: mm, LPS, vector intent)")
     r.add_argument("--device")
     r.add_argument("--precision", default="float32", choices=PRECISIONS,
                    help="bfloat16: bf16 autocast for the network (faster on AVX-512/AMX CPUs and GPUs; "
