@@ -140,3 +140,12 @@ def test_cli_missing_or_empty_data_is_an_error(tmp_path, capsys, state):
     assert not (tmp_path / "run").exists() and (list(data.iterdir()) == [] if state == "empty" else
                                                  not data.exists())
 
+
+
+def test_a_small_lung_folder_splits_by_patient(lung_root, tmp_path):
+    """Four patients against the profile's 28 / 13: 2 / 2 patients, both states of each on one side."""
+    root = shutil.copytree(lung_root, tmp_path / "ds")
+    train, val = load_splits(DataConfig(root=str(root), dataset="lung", shape=(32, 16, 32), num_labels=2,
+                                        n_subjects=41, n_train=28, n_val=13), progress=False)
+    assert (len(set(train.groups)), len(set(val.groups))) == (2, 2) and (len(train), len(val)) == (4, 4)
+    assert not set(train.groups) & set(val.groups)
