@@ -10,7 +10,6 @@ code execution) can read it.
 from __future__ import annotations
 
 import copy
-
 from pathlib import Path
 from typing import Any
 

@@ -32,13 +32,20 @@ class ConfigError(RegexplainError, ValueError):
 
 @dataclass
 class AugmentConfig:
-    """The paper's random flip, rotation, translation and zoom (applied identically to a volume and its
-    labels)."""
+    """Data augmentation; the defaults are the authors' (``main.py --data-augmentation --affine-transform``,
+    ``transformations.py``): ONE transform per pair, applied to both volumes and their labels, always:
+    flips (p = 0.5 per axis), a random multiple of 90 degrees in a random plane, a rotation of +-20 degrees
+    about one random axis, a translation of +-10 voxels (of their 64^3 crops) and an isotropic zoom of +-0.2.
+    ``per_pair=False`` draws rotation, translation and zoom per volume (flips stay per pair), as this
+    project did before (with rotation 10, translation 3, zoom 0.1, prob 0.8, no rot90, three axes)."""
     flip_prob: float = 0.5           # per axis
-    rotation_deg: float = 10.0       # uniform in [-r, r] about each axis
-    translation_vox: float = 3.0     # uniform in [-t, t] along each axis, working-shape voxels
-    zoom: float = 0.1                # isotropic factor uniform in [1 - z, 1 + z]
-    prob: float = 0.8                # probability that a volume is augmented at all
+    rot90: bool = True               # k * 90 degrees, k in {1, 2, 3, 4}, in a random plane of equal sizes
+    rotation_deg: float = 20.0       # uniform in [-r, r]
+    one_axis_rotation: bool = True   # about one random axis (authors); False: about each axis
+    translation_vox: float = 10.0    # uniform in [-t, t] along each axis, working-shape voxels
+    zoom: float = 0.2                # isotropic factor uniform in [1 - z, 1 + z]
+    prob: float = 1.0                # probability that a pair (or volume) is augmented at all
+    per_pair: bool = True            # one transform for both volumes of a pair (authors)
 
 
 @dataclass

@@ -50,12 +50,12 @@ from regexplain.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from regexplain.config import AugmentConfig, Config, save_config
-from regexplain.data.augment import apply_maps, random_affine_params
+from regexplain.config import Config, save_config
+from regexplain.data.augment import apply_maps, pair_augmentation_maps
 from regexplain.errors import TrainingError
 from regexplain.io import write_json, write_text
 from regexplain.run_folder import run_folder
-from regexplain.spatial import affine_sampling_map, one_hot
+from regexplain.spatial import one_hot
 
 # save_checkpoint / load_model live in regexplain.checkpoint; re-exported because the contract lists them here
 __all__ = ["train", "Trainer", "save_checkpoint", "load_model", "step_seed", "epoch_steps"]
@@ -114,21 +114,6 @@ def _load_data(cfg: Config, data):
         return data
     from regexplain.data.pairs import load_splits
     return load_splits(cfg.data)
-
-
-def pair_augmentation_maps(batch_size: int, shape, cfg: AugmentConfig, gen: torch.Generator,
-                           device=None) -> torch.Tensor:
-    """Sampling maps ``(2B, 3, D, H, W)`` for B moving volumes then their B fixed volumes.
-
-    Rotation, translation and zoom are drawn for every volume independently; the flips are drawn per
-    *pair* and applied to both of its volumes. A monotone spatial-gradient map cannot reverse an axis,
-    so a pair whose two volumes were mirrored differently could not be registered at all (with the
-    default 0.5 per axis that would be most pairs).
-    """
-    mats, shift = random_affine_params(2 * batch_size, dataclasses.replace(cfg, flip_prob=0.0), gen)
-    flips = torch.where(torch.rand((batch_size, 3), generator=gen) < cfg.flip_prob, -1.0, 1.0).double()
-    mats = mats @ torch.diag_embed(torch.cat([flips, flips]))
-    return affine_sampling_map(shape, mats, shift, device=device)
 
 
 def _draw_batch(images, labels, groups, cfg: Config, gen: torch.Generator):

@@ -4,9 +4,15 @@ import torch
 
 from regexplain import spatial
 from regexplain.config import AugmentConfig
-from regexplain.data.augment import apply_maps, augment_batch, random_affine_maps, random_affine_params
+from regexplain.data.augment import (
+    apply_maps,
+    augment_batch,
+    pair_augmentation_maps,
+    random_affine_maps,
+    random_affine_params,
+)
 
-NONE = dict(flip_prob=0.0, rotation_deg=0.0, translation_vox=0.0, zoom=0.0, prob=1.0)
+NONE = dict(flip_prob=0.0, rot90=False, rotation_deg=0.0, translation_vox=0.0, zoom=0.0, prob=1.0)
 
 
 def _labels(shape=(12, 14, 10), seed=0):
@@ -102,3 +108,54 @@ def test_runs_on_gpu_like_on_cpu():
     assert g_img.is_cuda and g_lab.is_cuda
     torch.testing.assert_close(g_img.cpu(), c_img, atol=1e-4, rtol=0)
     assert (g_lab.cpu() != c_lab).float().mean() < 1e-3
+
+
+def test_authors_policy_is_the_default():
+    a = AugmentConfig()
+    assert (a.flip_prob, a.rot90, a.rotation_deg, a.one_axis_rotation, a.translation_vox, a.zoom, a.prob,
+            a.per_pair) == (0.5, True, 20.0, True, 10.0, 0.2, 1.0, True)
+
+
+def test_per_pair_augmentation_applies_one_transform_to_both_volumes():
+    lab, g = _labels((12, 12, 12))
+    img = torch.rand(lab.shape, generator=g)
+    cfg = AugmentConfig(translation_vox=3.0)                   # the authors' policy, smaller shifts
+    phi = pair_augmentation_maps(2, (12, 12, 12), cfg, torch.Generator().manual_seed(5))
+    assert phi.shape == (4, 3, 12, 12, 12)
+    assert torch.equal(phi[:2], phi[2:])                        # moving i and fixed i: the same map
+    assert (phi[:2] - spatial.identity_map((12, 12, 12))).abs().amax() > 0.5   # and it does transform
+    # warping a pair made of one volume twice keeps the two volumes identical
+    moving, fixed = apply_maps(phi, torch.cat([img, img]), torch.cat([lab, lab]))
+    assert torch.equal(moving[:2], moving[2:]) and torch.equal(fixed[:2], fixed[2:])
+    # the earlier policy draws each volume's rotation/translation/zoom on its own
+    old = AugmentConfig(rotation_deg=10, translation_vox=3, zoom=0.1, prob=1.0, rot90=False,
+                        one_axis_rotation=False, per_pair=False)
+    phi = pair_augmentation_maps(2, (12, 12, 12), old, torch.Generator().manual_seed(5))
+    assert (phi[:2] - phi[2:]).abs().amax() > 0.1
+
+
+def test_quarter_turns_are_exact_and_keep_the_shape():
+    cfg = AugmentConfig(**{**NONE, "rot90": True})
+    mats, _ = random_affine_params(64, cfg, torch.Generator().manual_seed(0), shape=(8, 4, 8))
+    for m in mats:
+        assert torch.equal(m.abs().sum(0), torch.ones(3, dtype=torch.float64))   # signed permutation
+        assert m[1, 1] == 1                                     # only the (D, W) plane has equal sizes
+        assert torch.linalg.det(m) == 1
+    assert len({tuple(m.flatten().tolist()) for m in mats}) == 4    # k = 1..4 all drawn
+    lab, g = _labels((10, 10, 10))
+    turn = torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    _, lout = apply_maps(spatial.affine_sampling_map((10, 10, 10), turn), lab.float(), lab)
+    assert torch.equal(lout, torch.rot90(lab, 1, dims=(2, 3))) or torch.equal(lout, torch.rot90(lab, -1, dims=(2, 3)))
+
+
+def test_one_axis_rotation_turns_about_a_single_axis():
+    cfg = AugmentConfig(**{**NONE, "rotation_deg": 20.0, "one_axis_rotation": True})
+    mats, _ = random_affine_params(100, cfg, torch.Generator().manual_seed(0))
+    axes = set()
+    for m in mats:
+        fixed = [i for i in range(3) if torch.allclose(m[:, i], torch.eye(3, dtype=torch.float64)[i])]
+        assert len(fixed) >= 1
+        axes.update(fixed if len(fixed) == 1 else [])
+        angle = torch.rad2deg(torch.arccos(((torch.trace(m) - 1) / 2).clamp(-1, 1)))
+        assert angle <= 20.0 + 1e-6
+    assert axes == {0, 1, 2}

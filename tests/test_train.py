@@ -273,15 +273,16 @@ def test_paper_profile_validates_once_per_epoch():
 def test_pair_augmentation_flips_both_volumes_of_a_pair_alike():
     from regexplain.config import AugmentConfig
     from regexplain.spatial import jacobian_determinant
-    from regexplain.train import pair_augmentation_maps
+    from regexplain.data.augment import pair_augmentation_maps
 
     g = torch.Generator().manual_seed(0)
-    flips_only = AugmentConfig(flip_prob=0.5, rotation_deg=0, translation_vox=0, zoom=0, prob=1.0)
+    flips_only = AugmentConfig(flip_prob=0.5, rotation_deg=0, translation_vox=0, zoom=0, prob=1.0, rot90=False)
     phi = pair_augmentation_maps(16, (6, 6, 6), flips_only, g)
     torch.testing.assert_close(phi[:16], phi[16:])                 # same pair, same flips
     signs = jacobian_determinant(phi).flatten(1).mean(1).sign()
     assert {-1.0, 1.0} <= set(signs.tolist())                      # and flips do happen
-    full = AugmentConfig(flip_prob=0.5, rotation_deg=10, translation_vox=2, zoom=0.1, prob=1.0)
+    full = AugmentConfig(flip_prob=0.5, rotation_deg=10, translation_vox=2, zoom=0.1, prob=1.0, rot90=False,
+                         one_axis_rotation=False, per_pair=False)   # the earlier per-volume policy
     phi = pair_augmentation_maps(16, (6, 6, 6), full, g)
     det = jacobian_determinant(phi).flatten(1).mean(1)
     assert torch.equal(det[:16].sign(), det[16:].sign())            # orientation shared...
