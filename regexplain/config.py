@@ -23,7 +23,8 @@ PROFILE_DIR = Path(__file__).parent / "profiles"
 DATASETS = ("hippocampus", "lung")
 PRECISIONS = ("float32", "bfloat16")  # inference precisions of RegistrationNet.register
 ACTIVATIONS = ("sigmoid", "softplus")    # decoder gradient activations (see regexplain.model)
-SMOOTHNESS = ("l1_identity", "squared_diff")   # smoothness terms (see regexplain.losses)
+SMOOTHNESS = ("l1_identity", "squared_diff")
+PHANTOM_REGIMES = ("pose", "msd_like")     # regexplain.data.synthetic.REGIMES (kept in sync by a test)   # smoothness terms (see regexplain.losses)
 
 
 class ConfigError(RegexplainError, ValueError):
@@ -60,6 +61,7 @@ class DataConfig:
     exact_counts: bool = False                   # n_train / n_val asked for explicitly: they must fit
     num_labels: int = 3                          # background included
     seed: int = 0
+    phantom_regime: str = "pose"                 # phantoms made by the main job: see data.synthetic.REGIMES
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -184,6 +186,8 @@ def validate(cfg: Config, source: str = "config") -> Config:
     need(all(s > 0 and s % f == 0 for s in d.shape),
          f"data.shape {list(d.shape)} must be divisible by 2^{cfg.depth} = {f} "
          f"({cfg.depth} downsamplings from model.channels)")
+    need(d.phantom_regime in PHANTOM_REGIMES,
+         f"data.phantom_regime must be one of {PHANTOM_REGIMES}, got {d.phantom_regime!r}")
     need(m.activation in ACTIVATIONS, f"model.activation must be one of {ACTIVATIONS}, got {m.activation!r}")
     need(lo.smoothness in SMOOTHNESS, f"loss.smoothness must be one of {SMOOTHNESS}, got {lo.smoothness!r}")
     need(d.num_labels >= 2, f"data.num_labels must be >= 2, got {d.num_labels}")

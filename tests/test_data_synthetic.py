@@ -169,3 +169,28 @@ def test_global_part_of_the_map_is_the_spatial_affine_map(shape):
                         zip(torch.as_tensor(f[:, :3]), f[:, 6], strict=True)])
     ref = spatial.affine_sampling_map(shape, mats, torch.as_tensor(f[:, 3:6]))
     torch.testing.assert_close(synthetic.hippocampus_map(shape, f), ref, atol=1e-4, rtol=0)
+
+
+def test_msd_like_regime_has_small_pose_and_dominant_shape_variance(tmp_path):
+    from regexplain.config import PHANTOM_REGIMES, load_config
+
+    assert tuple(synthetic.REGIMES) == PHANTOM_REGIMES
+    roots = {r: synthetic.synthesize_hippocampus(tmp_path / r, 24, (32, 32, 32), seed=1, regime=r,
+                                                 progress=False) for r in ("pose", "msd_like")}
+    spread, names = {}, None
+    for r, root in roots.items():
+        assert synthetic.read_meta(root)["regime"] == r
+        ids, names, f = synthetic.read_factors(root)
+        labels = [read_nifti(root / "labelsTr" / f"{i}.nii.gz")[0] > 0 for i in ids]
+        # measured on the images, not on the recorded factors: the spread of the structure's position
+        spread[r] = np.linalg.norm(np.std([_centroid(m) for m in labels], axis=0))
+        pose, shape = f[:, :6].std(0), f[:, 7:].std(0)
+        spread[r, "pose"], spread[r, "shape"] = pose, shape
+    assert spread["msd_like"] < 0.7 * spread["pose"]    # the modes move the centroid a little too
+    assert (spread["msd_like", "pose"] < spread["pose", "pose"]).all()
+    assert (spread["msd_like", "shape"] > spread["pose", "shape"]).all()
+    assert names[7:] == ["mode_1", "mode_2", "mode_3", "mode_4"]      # several shape modes, recorded
+    cfg = load_config("smoke", "hippocampus", {"data": {"phantom_regime": "msd_like"}})
+    assert cfg.data.phantom_regime == "msd_like"
+    with pytest.raises(ValueError, match="unknown phantom regime"):
+        synthetic.hippocampus_factor_sd((32, 32, 32), regime="flat")

@@ -23,6 +23,8 @@ def register(subparsers) -> None:
     s.add_argument("--shape", type=int_at_least(4), nargs=3, metavar=("D", "H", "W"), default=None,
                    help="volume shape, sides >= 4")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--regime", choices=("pose", "msd_like"), default="pose",
+                   help="hippocampus factor variances: pose dominates (default) or msd_like (shape dominates)")
     s.add_argument("--overwrite", action="store_true", help="replace an existing folder")
     s.set_defaults(func=_synth)
 
@@ -41,7 +43,7 @@ def _synth(args: argparse.Namespace) -> int:
 
     if args.kind == "hippocampus":
         out = synthetic.synthesize_hippocampus(args.out, args.n or 260, tuple(args.shape or (64, 64, 64)),
-                                               args.seed, overwrite=args.overwrite)
+                                               args.seed, overwrite=args.overwrite, regime=args.regime)
     else:
         out = synthetic.synthesize_lung(args.out, args.n or 41, tuple(args.shape or (128, 64, 128)),
                                         args.seed, overwrite=args.overwrite)

@@ -85,7 +85,7 @@ def ensure_data(cfg: DataConfig, *, progress: bool = True) -> Path:
     if cfg.dataset == "lung":
         return synthetic.synthesize_lung(root, cfg.n_subjects, lung.PAPER_SHAPE, cfg.seed, progress=progress)
     return synthetic.synthesize_hippocampus(root, cfg.n_subjects, HIPPO_BASE_SHAPE, cfg.seed,
-                                            progress=progress)
+                                            progress=progress, regime=cfg.phantom_regime)
 
 
 def _file_list(root: Path, layout: str) -> list[tuple[str, str, Path, Path]]:

@@ -45,6 +45,17 @@ HEAD_FRACTION = 0.35                       # curve parameter where the head (lab
 HIPPO_SPACING = (1.0, 1.0, 1.0)
 LUNG_SPACING = (1.39, 1.69, 1.39)
 
+#: Phantom regimes: standard deviations of the factors (rotations about x, y, z in degrees; translations in
+#: voxels at 64; log-scale; local mode peak amplitudes in voxels at 64).
+#: ``pose``: pose (position, orientation, size) dominates the variance, so any encoder sees it.
+#: ``msd_like``: closer to the MSD Task04 crops, which are cut around the structure: small position and
+#: orientation variance, anatomical shape variance (the local modes) dominating.
+REGIMES: dict[str, dict[str, tuple[float, ...]]] = {
+    "pose": {"rot": ROT_SD_DEG, "trans": TRANS_SD_VOX, "log_scale": (LOG_SCALE_SD,), "modes": MODE_SD_VOX},
+    "msd_like": {"rot": (1.0, 1.5, 2.5), "trans": (0.4, 0.6, 0.9), "log_scale": (0.02,),
+                 "modes": (4.5, 3.5, 2.8, 2.2)},
+}
+
 HIPPO_FACTORS = ("rot_x_deg", "rot_y_deg", "rot_z_deg", "trans_x_vox", "trans_y_vox", "trans_z_vox", "scale")
 
 
@@ -245,11 +256,16 @@ def hippocampus_map(shape: Sequence[int], factors: np.ndarray) -> torch.Tensor:
     return spatial.resize(g, shape)
 
 
-def hippocampus_factor_sd(shape: Sequence[int], n_modes: int = 4) -> tuple[list[str], np.ndarray]:
-    """Factor names and standard deviations (scale: of its log) for a given working shape."""
+def hippocampus_factor_sd(shape: Sequence[int], n_modes: int = 4, regime: str = "pose"
+                          ) -> tuple[list[str], np.ndarray]:
+    """Factor names and standard deviations (scale: of its log) for a working shape and a :data:`REGIMES`
+    name; ``ValueError`` for an unknown regime."""
+    if regime not in REGIMES:
+        raise ValueError(f"unknown phantom regime {regime!r}; choose one of {sorted(REGIMES)}")
+    r = REGIMES[regime]
     gain = np.asarray(shape, dtype=np.float64) / REF
     names = [*HIPPO_FACTORS, *(f"mode_{k + 1}" for k in range(n_modes))]
-    sd = np.array([*ROT_SD_DEG, *(np.asarray(TRANS_SD_VOX) * gain), LOG_SCALE_SD, *MODE_SD_VOX[:n_modes]])
+    sd = np.array([*r["rot"], *(np.asarray(r["trans"]) * gain), *r["log_scale"], *r["modes"][:n_modes]])
     return names, sd
 
 
@@ -291,8 +307,10 @@ def _msd_json(n: int) -> dict:
 
 def synthesize_hippocampus(out: str | Path, n: int, shape: Sequence[int] = (64, 64, 64), seed: int = 0, *,
                            n_modes: int = 4, overwrite: bool = False, batch: int = 16,
-                           compresslevel: int = 1, progress: bool = True) -> Path:
+                           compresslevel: int = 1, progress: bool = True, regime: str = "pose") -> Path:
     """Write ``n`` hippocampus-like phantoms in the MSD Task04 layout under ``out`` (atomically).
+
+    ``regime`` picks the factor standard deviations (:data:`REGIMES`: ``"pose"`` or ``"msd_like"``).
 
     Returns ``out``. ``factors.csv`` holds, per subject, rotations (degrees about x, y, z), translations
     (voxels along x, y, z), the isotropic scale and the local mode amplitudes (voxels at 64 voxels).
@@ -302,7 +320,7 @@ def synthesize_hippocampus(out: str | Path, n: int, shape: Sequence[int] = (64, 
         raise ValueError(f"need n >= 1 and a 3-D shape of sides >= 4, got n={n}, shape={shape}")
     if not 0 <= n_modes <= len(MODE_SD_VOX):
         raise ValueError(f"n_modes must be in [0, {len(MODE_SD_VOX)}], got {n_modes}")
-    names, sd = hippocampus_factor_sd(shape, n_modes)
+    names, sd = hippocampus_factor_sd(shape, n_modes, regime)
     rng = np.random.default_rng([seed, 2])
     factors = _draw(rng, sd, n)
     factors[:, 6] = np.exp(factors[:, 6])  # recorded as the scale factor itself
@@ -329,7 +347,7 @@ def synthesize_hippocampus(out: str | Path, n: int, shape: Sequence[int] = (64, 
         write_json(tmp / "dataset.json", meta)
         _write_factors(tmp / "factors.csv", ids, names, factors)
         write_json(tmp / "synthetic.json", {
-            "kind": "hippocampus", "n": n, "shape": list(shape), "seed": seed, "n_modes": n_modes,
+            "kind": "hippocampus", "regime": regime, "n": n, "shape": list(shape), "seed": seed, "n_modes": n_modes,
             "factor_sd": dict(zip(names, sd.tolist(), strict=True)), "noise_sd": NOISE_SD * INTENSITY,
             "scale_note": "scale is exp(N(0, sd)) with sd given for log(scale)",
         })
