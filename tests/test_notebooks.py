@@ -7,6 +7,7 @@ papermill (which adds the "injected-parameters" cell after the tagged one) and r
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -69,3 +70,28 @@ def test_notebook_figures_exist(smoke_dirs):
                  "fig7_hippocampus_components_1-8.png", "fig8_skip_ablation.png", "explorer_lung.html",
                  "explorer_hippocampus.html", "explained_variance.png", "loss_curves.png", "quantitative.png"):
         assert (figs / name).stat().st_size > 1000, name
+
+
+#: Timing fields: the only entries of a run's metrics that may differ between two identical runs.
+TIMINGS = {"wall_seconds", "seconds_per_step"}
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_same_seed_same_results_md_and_metrics(smoke_dirs, tmp_path):
+    """Reproducible by construction: a second smoke main job with the same seed (and thread count) writes a
+    byte-identical RESULTS.md and the same training metrics as the notebook runs above."""
+    figs = smoke_dirs["figures"]
+    if not (figs / "results_07_quantitative.json").is_file():
+        pytest.skip("runs after the per-notebook tests")
+    pipeline.write_results(figs, "smoke")
+    first = (figs / "RESULTS.md").read_bytes()
+    again = {k: tmp_path / k for k in ("data", "runs", "figures")}
+    pipeline.reproduce("smoke", again["figures"], again["data"], again["runs"], log=lambda _msg: None)
+    assert (again["figures"] / "RESULTS.md").read_bytes() == first
+    runs = sorted(p.parent.relative_to(smoke_dirs["runs"]) for p in smoke_dirs["runs"].rglob("metrics.json"))
+    assert len(runs) == 3
+    for rel in runs:
+        a, b = (json.loads((d / rel / "metrics.json").read_text()) for d in (smoke_dirs["runs"], again["runs"]))
+        assert {k: v for k, v in a.items() if k not in TIMINGS} == {k: v for k, v in b.items() if k not in TIMINGS}
+        assert a["steps"] == b["steps"] > 0
