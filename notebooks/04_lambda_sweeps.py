@@ -5,6 +5,11 @@
 # validation subject M and its labels: red is the contour of M, gold the contour of W(D(λ u_i), M), and the
 # arrows are the in-plane displacement (voxels) coloured by its norm, dark red smallest, white largest.
 #
+# **λ convention.** Every picture and number shows D(λ u_i) − D(0), the deformation the component adds:
+# λ = 0 is then the identity. A trained decoder's D(0) is not the identity (it is the network's answer to two
+# identical images), so the paper's literal D(λ u_i) carries that constant offset in every panel; set
+# `LITERAL_D = True` (or tick the explorer's "literal" box) to see it. docs/deviations.md says why.
+#
 # **λ scale.** The paper's λ ∈ {-200, ..., 200} is tied to the norm of their latent codes; ours differ in
 # size, so the absolute sweep is shown for completeness and the sweep in units of each component's
 # standard deviation σ_i is the comparable one. Component figures use λ = `LAM_SIGMA` σ_i.
@@ -16,17 +21,19 @@ RUNS_DIR = "runs"
 FIGURES_DIR = "figures"
 SEED = 0
 INTERACTIVE = True
+LITERAL_D = False
 
 # %%
 import numpy as np
 
 from regexplain import pipeline
+from regexplain.app.page import explorer_panel
 from regexplain.io import write_bytes, write_json
 from regexplain.latent import component_displacements
 from regexplain.viz.figures import plot_slice_grid, save_figure
-from regexplain.viz.interactive import explorer_figure, write_html
+from regexplain.viz.interactive import component_views, explorer_figure, write_html
 from regexplain.viz.slices import slice_view
-from regexplain.viz.widgets import build_explorer, initial_state, render_explorer_png
+from regexplain.viz.widgets import initial_state, render_explorer_png
 
 DATA_DIR, RUNS_DIR, FIGURES_DIR = pipeline.notebook_setup(INTERACTIVE, DATA_DIR, RUNS_DIR, FIGURES_DIR)
 LAM_SIGMA = 3.0                          # strength of the component figures, in σ units
@@ -43,8 +50,9 @@ def subject(run, k):
 
 
 def displacements(run, comps, lam, units="sigma"):
-    """(n, 3, D, H, W) displacements of the 0-based ``comps`` at one strength."""
-    return component_displacements(run.model, run.decomposition, lam, units, comps).numpy()
+    """(n, 3, D, H, W) displacements of the 0-based ``comps`` at one strength (D(λu) − D(0) unless LITERAL_D)."""
+    return component_displacements(run.model, run.decomposition, lam, units, comps,
+                                   relative_to_zero=not LITERAL_D).numpy()
 
 
 def component_rows(run, k, disp, views):
@@ -131,21 +139,25 @@ save_figure(fig, FIGURES_DIR / "fig7_hippocampus_components_1-8.png");
 
 # %% [markdown]
 # ## Interactive explorer
-# With a kernel (`INTERACTIVE = True`), sliders choose the component, λ (σ units), the slice and the view;
-# each move redraws contours and arrows through `render_explorer_png`, the same function the batch loop
-# below calls. Without a kernel, the plotly pages `explorer_lung.html` / `explorer_hippocampus.html` carry
-# precomputed pictures behind a λ slider and a component dropdown.
+# With a kernel (`INTERACTIVE = True`): the subject, the first component and how many are shown side by
+# side, λ (σ units, or the paper's absolute values), the literal-D(λu) toggle and the slices; the three
+# orthogonal views side by side, each shown component's explained variance and affine content beside it.
+# Arrow length and colour scales are fixed over the λ range (colour bar). Each move redraws through
+# `render_explorer_png`, the function the batch cell below calls; `regexplain explore` serves the same
+# panel as a web app. Without a kernel, the plotly pages `explorer_lung.html` / `explorer_hippocampus.html`
+# carry precomputed pictures behind a λ slider and a component dropdown.
 
 # %%
 if INTERACTIVE:
-    image, label, _ = subject(hip, 0)
-    explorer = build_explorer(hip.model, hip.decomposition, image, label)
+    subjects = {sid: (img[0].numpy(), lab[0].numpy()) for sid, img, lab in zip(hip.val.ids, hip.val.images,
+                                                                                hip.val.labels, strict=True)}
+    explorer = explorer_panel(hip.model, hip.decomposition, subjects, hip.val.ids[0])
     display(explorer)  # noqa: F821 (IPython builtin)
 
 # %%
 # Batch mode: the explorer's pure callback at fixed states, saved as figures.
 image, label, _ = subject(hip, 0)
-state = initial_state(hip.model, hip.decomposition, image, label)
+state = initial_state(hip.model, hip.decomposition, image, label, literal=LITERAL_D)
 for lam in (-LAM_SIGMA, 0.0, LAM_SIGMA):
     state.lam = lam
     write_bytes(FIGURES_DIR / "explorer_states" / f"hippocampus_c1_lam{lam:+.1f}.png", render_explorer_png(state))
@@ -154,11 +166,10 @@ for lam in (-LAM_SIGMA, 0.0, LAM_SIGMA):
 EXPLORER_LAMBDAS = list(np.linspace(-LAM_SIGMA, LAM_SIGMA, 9))
 for run, view, name in ((hip, "sagittal", "hippocampus"), (lung, "coronal", "lung")):
     image, label, sid = subject(run, 0)
-    views = {}
-    for c in n_comp(run, 8):
-        disp = np.stack([displacements(run, [c], lam)[0] for lam in EXPLORER_LAMBDAS])
-        views[c + 1] = [slice_view(image, label, d, view) for d in disp]
-    fig = explorer_figure(views, EXPLORER_LAMBDAS, title=f"{name} {sid}: λ u_i ({view})")
+    views = component_views(run.model, run.decomposition, image, label, n_comp(run, 8), EXPLORER_LAMBDAS, view,
+                            literal=LITERAL_D)
+    what = "D(λu_i)" if LITERAL_D else "D(λu_i) − D(0)"
+    fig = explorer_figure(views, EXPLORER_LAMBDAS, title=f"{name} {sid}: {what}, λ in σ units ({view})")
     write_html(fig, FIGURES_DIR / f"explorer_{name}.html")
 
 # %%

@@ -131,6 +131,47 @@ def test_page_summary_follows_component(decomposition_dir):
     assert "Component 2" in summary.value and f"{ratio[1]:.1%}" in summary.value
 
 
+@pytest.mark.slow
+def test_page_opens_at_the_identity_and_restores_a_linked_state(decomposition_dir):
+    """λ = 0 in the app is the identity (every view, no arrow, gold on red) though the trained D(0) is not;
+    a URL query reopens a state, and the page's link carries the current one."""
+    import re
+
+    from regexplain.app.page import explorer_page
+    from regexplain.viz.widgets import explorer_grid
+
+    page = explorer_page(str(decomposition_dir), query="")
+    explorer = page.children[1].children[0]
+    state = explorer.explorer_state
+    assert np.linalg.norm(state.cache.literal(state.model, state.decomposition, 0, 0.0), axis=0).max() > 0
+    for sv in explorer_grid(state)[0]:
+        assert np.abs(sv.arrows).max() == 0 and (sv.warped_label == sv.moving_label).all()
+    linked = explorer_page(str(decomposition_dir), query="component=2&lam=1.5&n=2&view=axial&literal=1")
+    st = linked.children[1].children[0].explorer_state
+    assert (st.component, st.lam, st.n_shown, st.view, st.literal) == (1, 1.5, 2, "axial", True)
+    summary = linked.children[1].children[1].value
+    assert "Component 2" in summary and "Component 3" in summary  # beside each shown component
+    href = re.search(r'href="\?([^"]+)"', linked.children[2].value).group(1)
+    assert "component=2" in href and "lam=1.5" in href and "n=2" in href and "literal=1" in href
+
+
+@pytest.mark.slow
+def test_cli_subject_is_checked_and_reaches_the_page(decomposition_dir, capsys, monkeypatch):
+    from regexplain.app.inputs import load_inputs
+    from regexplain.app.page import explorer_page
+    from regexplain.cli import main
+
+    assert main(["explore", "--decomposition", str(decomposition_dir), "--subject", "nobody"]) == 2
+    err = capsys.readouterr().err
+    assert "--subject nobody: no such validation subject" in err and "Traceback" not in err
+    ids = list(load_inputs(decomposition_dir).subjects)
+    assert len(ids) >= 2
+    monkeypatch.setenv("REGEXPLAIN_SUBJECT", ids[1])  # what `explore --subject` hands the kernel
+    page = explorer_page(str(decomposition_dir), query="")
+    assert page.children[1].children[0].explorer_state.subject == ids[1]
+    assert page.children[1].children[0].controls["subject"].value == ids[1]
+
+
 # ------------------------------------------------------------------------------------------ browser
 
 @pytest.mark.parametrize("ci, outcome", [("true", pytest.fail.Exception), ("", pytest.skip.Exception)])
@@ -158,7 +199,7 @@ def _expected_png(decomposition_dir, component: int, lam: float) -> bytes:
 
     inputs = load_inputs(decomposition_dir)
     state = initial_state(inputs.model, inputs.decomposition, inputs.image, inputs.label,
-                          component=component, lam=lam)
+                          component=component, lam=lam, subject=inputs.subject)
     return render_explorer_png(state)
 
 
@@ -177,6 +218,7 @@ def test_app_in_browser(decomposition_dir, tmp_path):
         page.goto(server.url)
         before = wait_for_image(page, PLOT, timeout_s=120)
         screenshot(page, tmp_path / "explorer_1_before.png")
+        assert before == _expected_png(decomposition_dir, 0, 0.0)  # opens at λ = 0: the identity
         summary = page.locator(".component-summary")
         assert "Component 1" in summary.inner_text() and "explained variance" in summary.inner_text()
 

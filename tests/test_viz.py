@@ -169,27 +169,118 @@ def test_explorer_not_interactive_is_not_wired(tiny):
     assert box.controls["plot"].value != png
 
 
+def _decoded_zero(model, dec):
+    """D(0) of the network as a voxel displacement, decoded here (not through the explorer's cache)."""
+    import torch
+
+    from regexplain import spatial
+
+    model.eval()
+    with torch.no_grad():
+        phi = spatial.integrate_gradients(model.decode(torch.zeros(1, *dec.latent_shape)).float())
+    return spatial.map_to_displacement(phi)[0].numpy()
+
+
+def test_explorer_lambda_zero_is_the_identity_unless_literal(tiny):
+    """Default D(λu) − D(0): at λ = 0 no arrow and the gold contour on the red one, in every view and every
+    shown component, though this network's D(0) is far from the identity; the literal toggle shows D(0)."""
+    from regexplain.viz.widgets import build_explorer, explorer_grid
+
+    model, dec, image, label = tiny
+    zero = _decoded_zero(model, dec)
+    assert np.linalg.norm(zero, axis=0).max() > 0.5  # the test means something: D(0) is not the identity
+    box = build_explorer(model, dec, image, label)
+    c, state = box.controls, box.explorer_state
+    c["n_shown"].value = 3
+    grid = explorer_grid(state)
+    assert len(grid) == 3 and all(len(row) == 3 for row in grid)  # 3 components x 3 orthogonal views
+    for sv in (sv for row in grid for sv in row):
+        assert np.abs(sv.arrows).max() == 0 and (sv.warped_label == sv.moving_label).all()
+    c["literal"].value = True
+    sv = explorer_grid(state)[0][0]
+    assert np.allclose(state.displacement(0), zero, atol=1e-5)  # literal: what the network decodes at 0
+    assert np.abs(sv.arrows).max() > 0.1
+
+
+def test_explorer_keeps_lambda_on_component_change_and_fixes_scales(tiny):
+    from regexplain.viz.widgets import build_explorer
+
+    model, dec, image, label = tiny
+    box = build_explorer(model, dec, image, label)
+    c, state = box.controls, box.explorer_state
+    c["lam"].value = 1.5
+    c["component"].value = 2
+    assert c["lam"].value == 1.5 and state.lam == 1.5 and state.component == 1
+    # the colour / length reference does not depend on λ: the largest norm over the slider's range
+    ref = state.reference_norm(1)
+    c["lam"].value = -0.5
+    assert state.reference_norm(1) == ref
+    expected = max(np.linalg.norm(state.displacement(1, lam), axis=0).max() for lam in (-3.0, 3.0))
+    assert ref == pytest.approx(float(expected))
+    # the paper's absolute λ: same strength, other units
+    c["units"].value = "absolute"
+    assert state.units == "absolute" and c["lam"].max == 200.0
+    assert state.strength(1) == pytest.approx(-0.5 * dec.sigma[1], abs=12.5 + 1e-9)  # one 25-step of rounding
+
+
+def test_explorer_state_round_trips_through_the_url(tiny):
+    from regexplain.viz.widgets import build_explorer, parse_query, state_query
+
+    model, dec, image, label = tiny
+    box = build_explorer(model, dec, image, label, component=2, lam=-1.25, n_shown=2, literal=True, view="coronal")
+    q = state_query(box.explorer_state)
+    kw = parse_query(q, dec.n_components)
+    assert kw["component"] == 2 and kw["lam"] == -1.25 and kw["n_shown"] == 2 and kw["literal"] is True
+    assert kw["view"] == "coronal" and kw["index"] == box.explorer_state.indices["coronal"]
+    again = build_explorer(model, dec, image, label, **kw)
+    assert again.controls["plot"].value == box.controls["plot"].value
+    assert parse_query("component=99&lam=nan&view=oblique&units=x&n=zz", 4) == {"component": 3}
+
+
+def test_default_slice_goes_through_a_two_part_structure():
+    """Two lungs: the centroid lies between them; the default slice must cut one of them."""
+    from regexplain.viz.slices import default_index
+
+    lab = np.zeros((20, 10, 10), int)
+    lab[2:7, 3:7, 3:7] = 1
+    lab[13:18, 3:7, 3:7] = 1
+    i = default_index(lab, 0)
+    assert lab[i].any() and not lab[10].any()
+
+
 def test_plotly_explorer_states_and_html(tiny, tmp_path):
-    from regexplain.latent import elementary_displacement
-    from regexplain.viz.interactive import TRACES_PER_STATE, explorer_figure, write_html
+    from regexplain.viz.interactive import N_FIXED, TRACES_PER_STATE, component_views, explorer_figure, write_html
 
     model, dec, image, label = tiny
     lams = [-2.0, 0.0, 2.0]
-    views = {c: [slice_view(image, label, elementary_displacement(model, dec, c - 1, lam, "sigma")[0].numpy(),
-                            "sagittal") for lam in lams] for c in (1, 2)}
+    views = component_views(model, dec, image, label, [0, 1], lams, "sagittal")
     fig = explorer_figure(views, lams, title="t")
-    assert len(fig.data) == 2 + 2 * len(lams) * TRACES_PER_STATE
+    assert len(fig.data) == N_FIXED + 2 * len(lams) * TRACES_PER_STATE
     steps = fig.layout.sliders[0].steps
     assert len(steps) == len(lams) and len(fig.layout.updatemenus[0].buttons) == 2
-    # each slider step shows exactly one state's traces plus the image and the moving contour
+    # each slider step shows exactly one state's traces plus the image, the moving contour and the colour bar
     for step in steps:
-        assert sum(step.args[0]["visible"]) == 2 + TRACES_PER_STATE
+        assert sum(step.args[0]["visible"]) == N_FIXED + TRACES_PER_STATE
+    state = lambda ci, li: fig.data[N_FIXED + (ci * len(lams) + li) * TRACES_PER_STATE:][:TRACES_PER_STATE]  # noqa: E731
     # the gold contour differs between λ = -2σ and +2σ
-    g = lambda li: fig.data[2 + li * TRACES_PER_STATE].x  # noqa: E731
-    assert g(0) != g(2)
+    assert state(0, 0)[0].x != state(0, 2)[0].x
+    # λ = 0 is the identity for every component (this network's D(0) is not): no arrow, gold on red
+    for ci in (0, 1):
+        contour, *arrows = state(ci, 1)
+        assert all(len(a.x) == 0 for a in arrows)
+        assert contour.x == fig.data[1].x and contour.y == fig.data[1].y
+    # the literal D(λu) shows D(0)'s arrows at λ = 0
+    literal = explorer_figure(component_views(model, dec, image, label, [0], lams, "sagittal", literal=True), lams)
+    assert sum(len(a.x) for a in literal.data[N_FIXED + TRACES_PER_STATE + 1:][:TRACES_PER_STATE - 1]) > 0
+    # arrows have heads: three strokes (shaft + two head strokes) per arrow
+    shaft_and_head = [a for a in state(0, 2)[1:] if len(a.x)]
+    assert shaft_and_head and all(len(a.x) % 9 == 0 for a in shaft_and_head)
+    assert fig.data[2].marker.showscale and fig.data[2].marker.cmax > 0  # the colour legend
+    assert [b.method for b in fig.layout.updatemenus[0].buttons] == ["skip", "skip"]  # λ kept by the page's JS
     out = write_html(fig, tmp_path / "e.html")
     text = out.read_text()
     assert "Plotly.newPlot" in text and len(text) > 1_000_000  # plotly.js inlined
+    assert "plotly_buttonclicked" in text
     assert not re.search(r"<script[^>]+src=", text)  # nothing loaded from a CDN
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ class ExplorerInputs:
     subject: str
     checkpoint: Path
     data: Path
+    subjects: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # every validation one
 
 
 def unavailable(path: str | Path, problem: object, hint: str = HINT) -> ExplorerUnavailable:
@@ -70,13 +71,28 @@ def resolve(path: str | Path, base: Path | None = None) -> Path:
 
 
 def load_inputs(decomposition: str | Path | None, *, checkpoint: str | Path | None = None,
-                data: str | Path | None = None, subject: int = 0) -> ExplorerInputs:
-    """Decomposition, model, config and validation subject number ``subject`` (0-based)."""
+                data: str | Path | None = None, subject: int | str = 0) -> ExplorerInputs:
+    """Decomposition, model, config and the validation subjects; ``subject`` (an id, or a 0-based number)
+    is the one shown first."""
     dec, ckpt, root = check_sources(decomposition, checkpoint=checkpoint, data=data)
     model, cfg = _load_model(decomposition, ckpt)
     _check_latent_shape(decomposition, dec, model, cfg)
-    image, label, sid = _validation_subject(decomposition, cfg, root, subject)
-    return ExplorerInputs(model, cfg, dec, image, label, sid, ckpt, root)
+    subjects = _validation_subjects(decomposition, cfg, root)
+    sid = pick_subject(list(subjects), subject)
+    return ExplorerInputs(model, cfg, dec, *subjects[sid], sid, ckpt, root, subjects)
+
+
+def pick_subject(ids: list[str], subject: int | str | None) -> str:
+    """The id ``subject`` names: an id, or a 0-based number into ``ids``; ExplorerUnavailable otherwise."""
+    if subject is None or subject == "":
+        return ids[0]
+    if str(subject) in ids:
+        return str(subject)
+    if str(subject).isdigit() and int(subject) < len(ids):
+        return ids[int(subject)]
+    shown = ", ".join(ids[:8]) + (", ..." if len(ids) > 8 else "")
+    raise ExplorerUnavailable(f"--subject {subject}: no such validation subject; choose an id ({shown}) or a "
+                              f"number 0..{len(ids) - 1}")
 
 
 def check_sources(decomposition: str | Path | None, *, checkpoint: str | Path | None = None,
@@ -117,7 +133,7 @@ def _check_latent_shape(where, dec, model, cfg) -> None:
                           "Decompose again with this checkpoint, or pass the right --checkpoint.")
 
 
-def _validation_subject(where, cfg, root: Path, index: int) -> tuple[np.ndarray, np.ndarray, str]:
+def _validation_subjects(where, cfg, root: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     from regexplain.data.pairs import load_splits
 
     cfg.data.root = str(root)  # exists (checked) before load_splits names it in an error
@@ -127,8 +143,7 @@ def _validation_subject(where, cfg, root: Path, index: int) -> tuple[np.ndarray,
     except Exception as e:  # noqa: BLE001 - see open_decomposition
         raise unavailable(where, f"cannot read its data {root}: {_reason(e)}",
                           "Pass --data with the dataset it was fitted on.") from e
-    i = min(index, len(val.ids) - 1)
-    return val.images[i, 0].numpy(), val.labels[i, 0].numpy(), val.ids[i]
+    return {sid: (val.images[i, 0].numpy(), val.labels[i, 0].numpy()) for i, sid in enumerate(val.ids)}
 
 
 def _reason(e: BaseException) -> str:

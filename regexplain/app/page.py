@@ -8,10 +8,11 @@ from __future__ import annotations
 import html
 import os
 from typing import Any
+from urllib.parse import parse_qs
 
 import numpy as np
 
-from regexplain.app import ENV_CHECKPOINT, ENV_DATA, ENV_DECOMPOSITION
+from regexplain.app import ENV_CHECKPOINT, ENV_DATA, ENV_DECOMPOSITION, ENV_SUBJECT
 
 AFFINE_PARTS = ("translation", "rotation", "scale", "shear", "nonaffine")
 #: Strength (σ units) at which a component's decoded deformation is summarised.
@@ -19,15 +20,18 @@ SUMMARY_LAM = 1.0
 
 
 def explorer_page(decomposition: str | None = None, *, checkpoint: str | None = None,
-                  data: str | None = None):
-    """The page's widget. Arguments default to the environment variables the launcher sets."""
+                  data: str | None = None, subject: str | None = None, query: str | None = None):
+    """The page's widget. Arguments default to the environment variables the launcher sets; ``query`` (by
+    default Voilà's ``QUERY_STRING``, the page URL's query) restores a linked state."""
     from regexplain.app.inputs import ExplorerUnavailable, load_inputs, unavailable
 
     path = decomposition or os.environ.get(ENV_DECOMPOSITION)
+    query = os.environ.get("QUERY_STRING", "") if query is None else query
     try:
+        wanted = parse_qs(query).get("subject", [None])[-1] or subject or os.environ.get(ENV_SUBJECT)
         inputs = load_inputs(path, checkpoint=checkpoint or os.environ.get(ENV_CHECKPOINT),
-                             data=data or os.environ.get(ENV_DATA))
-        return _explorer(inputs)
+                             data=data or os.environ.get(ENV_DATA), subject=wanted)
+        return _explorer(inputs, query)
     except ExplorerUnavailable as e:
         return error_widget(str(e))
     except Exception as e:  # noqa: BLE001 - a served page shows one readable line, never a traceback
@@ -51,51 +55,73 @@ def _markup(message: str) -> str:
     return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
 
 
-def _explorer(inputs):
+def _explorer(inputs, query: str = ""):
     import ipywidgets as W
 
-    from regexplain.viz.widgets import build_explorer
-
-    explorer = build_explorer(inputs.model, inputs.decomposition, inputs.image, inputs.label)
-    header = W.HTML(f"<p>Subject <b>{html.escape(inputs.subject)}</b> (validation) &middot; checkpoint "
+    header = W.HTML(f"<p>Validation subjects: {len(inputs.subjects)} &middot; checkpoint "
                     f"<code>{html.escape(str(inputs.checkpoint))}</code> &middot; K = "
                     f"{inputs.decomposition.n_components}</p>")
+    panel = explorer_panel(inputs.model, inputs.decomposition, inputs.subjects, inputs.subject, query=query)
+    return W.VBox([header, *panel.children])
+
+
+def explorer_panel(model, decomposition, subjects: dict, subject: str, *, query: str = ""):
+    """The explorer (notebook 04 and the app): the widget, beside it each shown component's explained
+    variance and affine content, below it a link that reopens this view (``?component=..&lam=..``).
+
+    Args:
+        subjects: id -> (image, label) of the subjects the menu offers; ``subject`` is shown first.
+        query: a URL query (the app passes the page's) restoring a linked state.
+    """
+    import ipywidgets as W
+
+    from regexplain.viz.widgets import build_explorer, parse_query, state_query
+
+    kw = parse_query(query, decomposition.n_components)
+    kw["subject"] = subject if kw.get("subject") not in subjects else kw["subject"]
+    explorer = build_explorer(model, decomposition, *subjects[kw["subject"]], subjects=subjects, **kw)
     summary = W.HTML()
     summary.add_class("component-summary")
-    describe = _summariser(inputs)
-    comp = explorer.controls["component"]
+    link = W.HTML()
+    link.add_class("permalink")
+    describe = _summariser(model, decomposition)
 
-    def update(_change=None) -> None:
-        summary.value = describe(comp.value - 1)  # the slider shows 1-based components, as the paper
+    def update(state) -> None:
+        summary.value = describe(state.shown(), state.label)
+        # A relative link keeps the server's address and path: open or share it to come back here.
+        link.value = f'<a href="?{html.escape(state_query(state))}">link to this view</a>'
 
-    comp.observe(update, names="value")
-    update()
-    return W.VBox([header, W.HBox([explorer, summary])])
+    explorer.on_change.append(update)
+    update(explorer.explorer_state)
+    return W.VBox([W.HBox([explorer, summary]), link])
 
 
-def _summariser(inputs):
-    """component index (0-based) -> HTML: explained variance and affine content (cached per component)."""
-    dec = inputs.decomposition
+def _summariser(model, dec):
+    """(components shown, subject's label) -> HTML: explained variance and affine content of each
+    (cached per component and subject)."""
     ratio = np.asarray(dec.explained_variance_ratio)
     cumulative = np.cumsum(ratio)
-    mask = _structure_mask(inputs.label)
-    cache: dict[int, dict[str, Any] | str] = {}
+    cache: dict[tuple[int, int], dict[str, Any] | str] = {}
 
-    def describe(i: int) -> str:
-        if i not in cache:
-            cache[i] = _affine(inputs.model, dec, i, mask)
+    def one(i: int, label) -> str:
+        key = (i, id(label))
+        if key not in cache:
+            cache[key] = _affine(model, dec, i, _structure_mask(label))
         rows = (f"<tr><td>explained variance</td><td>{ratio[i]:.1%}</td></tr>"
                 f"<tr><td>cumulative (1..{i + 1})</td><td>{cumulative[i]:.1%}</td></tr>")
-        content = cache[i]
+        content = cache[key]
         if isinstance(content, str):
             affine = f"<p>affine content unavailable: {html.escape(content)}</p>"
         else:
-            affine = ("<table>" + "".join(f"<tr><td>{k}</td><td>{content[k]:.0%}</td></tr>"
-                                          for k in AFFINE_PARTS) + "</table>")
-        return (f"<div style='padding-left:1.5em'><h4>Component {i + 1}</h4><table>{rows}</table>"
-                f"<h4>Affine content of D({SUMMARY_LAM:g}σ·u<sub>{i + 1}</sub>) &minus; D(0)</h4>{affine}"
-                "<p style='font-size:smaller'>energy shares of the displacement over the structure</p>"
-                "</div>")
+            affine = "".join(f"<tr><td>{k}</td><td>{content[k]:.0%}</td></tr>" for k in AFFINE_PARTS)
+        return (f"<h4>Component {i + 1}</h4><table>{rows}</table>"
+                f"<p style='margin:0.3em 0 0'>affine content of D({SUMMARY_LAM:g}σ·u<sub>{i + 1}</sub>) &minus; D(0)"
+                f"</p><table>{affine}</table>")
+
+    def describe(components, label) -> str:
+        return ("<div style='padding-left:1.5em'>" + "".join(one(i, label) for i in components)
+                + "<p style='font-size:smaller'>affine content: energy shares of the displacement over the "
+                  "structure</p></div>")
 
     return describe
 

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from regexplain.app import ENV_CHECKPOINT, ENV_CWD, ENV_DATA, ENV_DECOMPOSITION
+from regexplain.app import ENV_CHECKPOINT, ENV_CWD, ENV_DATA, ENV_DECOMPOSITION, ENV_SUBJECT
 from regexplain.app.notebook import write_notebook
 from regexplain.errors import RegexplainError
 
@@ -100,8 +100,13 @@ class AppServer:
         self.stop()
 
 
-def app_environment(decomposition: Path, checkpoint: Path | None, data: Path | None) -> dict[str, str]:
+def app_environment(decomposition: Path, checkpoint: Path | None, data: Path | None,
+                    subject: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
+    if subject is None:
+        env.pop(ENV_SUBJECT, None)
+    else:
+        env[ENV_SUBJECT] = str(subject)
     env[ENV_DECOMPOSITION] = str(Path(decomposition).absolute())
     for key, value in ((ENV_CHECKPOINT, checkpoint), (ENV_DATA, data)):
         if value is None:
@@ -118,7 +123,8 @@ def app_environment(decomposition: Path, checkpoint: Path | None, data: Path | N
 
 
 def start_app(decomposition: str | Path, *, port: int | None = None, checkpoint: str | Path | None = None,
-              data: str | Path | None = None, timeout: float = 60.0, quiet: bool = True) -> AppServer:
+              data: str | Path | None = None, subject: str | None = None, timeout: float = 60.0,
+              quiet: bool = True) -> AppServer:
     """Serve the explorer for ``decomposition``; returns once the port accepts connections.
 
     The decomposition is *not* validated here: the page itself shows a readable message when it cannot be
@@ -130,7 +136,7 @@ def start_app(decomposition: str | Path, *, port: int | None = None, checkpoint:
     notebook = write_notebook(workdir)
     port = port or free_port()
     log = workdir / "voila.log"
-    env = app_environment(Path(decomposition), _opt(checkpoint), _opt(data))
+    env = app_environment(Path(decomposition), _opt(checkpoint), _opt(data), subject)
     out = open(log, "wb") if quiet else None
     try:
         # Own session: a terminal's Ctrl-C reaches only the launcher, which then stops Voilà with SIGTERM

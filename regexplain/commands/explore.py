@@ -15,6 +15,8 @@ def register(subparsers) -> None:
     p.add_argument("--port", type=_port, help="port on 127.0.0.1 (default: a free one)")
     p.add_argument("--checkpoint", type=Path, help="checkpoint or run dir (default: the decomposition's)")
     p.add_argument("--data", type=Path, help="data directory (default: the decomposition's)")
+    p.add_argument("--subject", help="validation subject shown first: its id or a 0-based number (default: 0); "
+                   "the page's subject menu switches between all of them")
     p.set_defaults(func=_explore)
 
 
@@ -24,11 +26,15 @@ def _explore(args: argparse.Namespace) -> int:
 
     # Fail here, with exit code 2 and one line, rather than serve a page that can only show an error.
     check_sources(args.decomposition, checkpoint=args.checkpoint, data=args.data)
+    if args.subject is not None:  # opening the data to check the id costs seconds: only when one is given
+        from regexplain.app.inputs import load_inputs
+
+        load_inputs(args.decomposition, checkpoint=args.checkpoint, data=args.data, subject=args.subject)
     server = None
     previous = _stop_on_signals()
     try:  # entered before the URL is printed, so a signal at any point still stops Voilà
         server = start_app(args.decomposition, port=args.port, checkpoint=args.checkpoint, data=args.data,
-                           quiet=False)
+                           subject=args.subject, quiet=False)
         print(f"regexplain explore: serving {args.decomposition} at {server.url} (Ctrl-C to stop)",
               flush=True)
         while server.process.poll() is None:

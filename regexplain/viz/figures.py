@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from regexplain.io import atomic_path
-from regexplain.viz.slices import ARROW_CMAP, SliceView, plot_slice_view
+from regexplain.viz.slices import ARROW_CMAP, SliceView, auto_arrow_scale, plot_slice_view
 
 #: Fig 8 colours: without skip connections blue, with skip connections pink (paper's caption).
 NOSKIP_COLOR = "#3b6fd4"
@@ -45,22 +45,34 @@ def _panel_size(sv: SliceView, height: float) -> tuple[float, float]:
 def plot_slice_grid(grid: Sequence[Sequence[SliceView | None]], *, row_labels: Sequence[str] | None = None,
                     col_labels: Sequence[str] | None = None, suptitle: str | None = None,
                     arrow_step: int = 3, show_arrows: bool = True, shared_norm: bool = True,
-                    panel_height: float = 2.2, colorbar: bool = True) -> Figure:
+                    panel_height: float = 2.2, colorbar: bool = True, vmax_norm: float | None = None,
+                    arrow_scale: float | None = None) -> Figure:
     """A grid of :class:`SliceView` panels on a dark background (Fig 2, 3, 4, 6, 7).
 
     Args:
         grid: rows of panels; ``None`` leaves a panel empty.
-        shared_norm: one arrow colour scale for the whole figure, so colours compare across panels.
-        colorbar: add a displacement-norm colour bar (voxels).
+        shared_norm: one arrow colour scale and one arrow length scale for the whole figure, so colours and
+            lengths compare across panels.
+        colorbar: add a displacement-norm colour bar (voxels) naming the arrow length scale.
+        vmax_norm: the norm drawn white (default: the largest in the figure); a fixed value keeps colours
+            comparable across figures, e.g. the frames of a λ sweep.
+        arrow_scale: arrow length multiplier (default: one for the figure, from its longest arrow).
     """
     panels = [sv for row in grid for sv in row if sv is not None]
     if not panels:
         raise ValueError("plot_slice_grid needs at least one panel")
     nrows, ncols = len(grid), max(len(r) for r in grid)
-    pw, ph = _panel_size(panels[0], panel_height)
-    width = pw * ncols + (0.8 if colorbar else 0.2)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width, ph * nrows + 0.6), squeeze=False, facecolor=DARK_BG)
-    vmax = max(float(sv.norm.max()) for sv in panels) if shared_norm else None
+    # each column as wide as its panels' aspect asks (the three orthogonal views differ in shape)
+    widths = [max((_panel_size(r[c], panel_height)[0] for r in grid if c < len(r) and r[c] is not None),
+                  default=_panel_size(panels[0], panel_height)[0]) for c in range(ncols)]
+    ph = panel_height
+    width = sum(widths) + (0.8 if colorbar else 0.2)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, ph * nrows + 0.6), squeeze=False, facecolor=DARK_BG,
+                             gridspec_kw={"width_ratios": widths})
+    vmax = vmax_norm if vmax_norm is not None else \
+        (max(float(sv.norm.max()) for sv in panels) if shared_norm else None)
+    if arrow_scale is None and shared_norm:
+        arrow_scale = auto_arrow_scale(max(float(np.hypot(*sv.arrows).max()) for sv in panels), arrow_step)
     for r in range(nrows):
         for c in range(ncols):
             ax = axes[r, c]
@@ -68,7 +80,8 @@ def plot_slice_grid(grid: Sequence[Sequence[SliceView | None]], *, row_labels: S
             if sv is None:
                 ax.axis("off")
                 continue
-            plot_slice_view(ax, sv, arrow_step=arrow_step, show_arrows=show_arrows, vmax_norm=vmax)
+            plot_slice_view(ax, sv, arrow_step=arrow_step, show_arrows=show_arrows, vmax_norm=vmax,
+                            arrow_scale=arrow_scale)
             if r == 0 and col_labels is not None:
                 ax.set_title(col_labels[c], color="white", fontsize=9)
             if c == 0 and row_labels is not None:
@@ -77,7 +90,8 @@ def plot_slice_grid(grid: Sequence[Sequence[SliceView | None]], *, row_labels: S
         top = vmax if vmax is not None else max(float(sv.norm.max()) for sv in panels)
         mappable = plt.cm.ScalarMappable(cmap=ARROW_CMAP, norm=matplotlib.colors.Normalize(0, max(top, 1e-6)))
         cb = fig.colorbar(mappable, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01)
-        cb.set_label("displacement norm (voxels)", color="white", fontsize=8)
+        scale = f"; arrows ×{arrow_scale:.3g}" if arrow_scale is not None and arrow_scale != 1 else ""
+        cb.set_label(f"displacement norm (voxels){scale}", color="white", fontsize=8)
         cb.ax.tick_params(colors="white", labelsize=7)
     if suptitle:
         fig.suptitle(suptitle, color="white", fontsize=10)

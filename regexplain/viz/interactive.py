@@ -2,8 +2,11 @@
 
 Every (component, λ) picture is precomputed as :class:`SliceView` s and stored as plotly traces; the
 slider and dropdown only toggle visibility, so the page works from a plain file with no Python behind it.
-Contours come from ``contourpy`` (matplotlib's own contour engine), arrows are line segments binned by
-norm into a few colours of :data:`~regexplain.viz.slices.ARROW_CMAP`.
+Contours come from ``contourpy`` (matplotlib's own contour engine), arrows are line segments with heads,
+binned by norm into a few colours of :data:`~regexplain.viz.slices.ARROW_CMAP`; one length scale and one
+colour range (the colour bar) hold for every picture. A few lines of JavaScript keep λ when the component
+changes. :func:`component_views` decodes the pictures with the explorer's λ convention (``D(λu) − D(0)``
+by default, so λ = 0 is the identity; ``literal=True`` for the paper's ``D(λu)``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,25 @@ from regexplain.viz.slices import ARROW_CMAP, MOVING_COLOR, SliceView, auto_arro
 
 N_ARROW_BINS = 4
 TRACES_PER_STATE = 1 + N_ARROW_BINS  # warped contour + arrow bins
+N_FIXED = 3  # image, moving contour, colour bar
+HEAD_ANGLE = np.deg2rad(28.0)
+HEAD_FRACTION = 0.35  # of the arrow's length
+
+#: Dropdown -> same λ, other component (plotly's own dropdown would reset the slider).
+KEEP_LAMBDA_JS = """
+var gd = document.getElementById('{plot_id}');
+var m = gd.layout.meta, lam = m.start;
+gd.on('plotly_sliderchange', function (e) { lam = e.slider.active; });
+gd.on('plotly_buttonclicked', function (e) {
+  var ci = e.active, vis = [], total = m.n_fixed + m.n_states * m.per_state;
+  for (var t = 0; t < total; t++) vis.push(t < m.n_fixed);
+  var s = m.n_fixed + (ci * m.n_lams + lam) * m.per_state;
+  for (var t = s; t < s + m.per_state; t++) vis[t] = true;
+  var slider = JSON.parse(JSON.stringify(m.sliders[ci]));
+  slider.active = lam;
+  Plotly.update(gd, {visible: vis}, {sliders: [slider]});
+});
+"""
 
 
 def contour_xy(label: np.ndarray) -> tuple[list[float | None], list[float | None]]:
@@ -40,19 +62,26 @@ def contour_xy(label: np.ndarray) -> tuple[list[float | None], list[float | None
 
 def arrow_segments(sv: SliceView, step: int, vmax: float, scale: float
                    ) -> list[tuple[list[float | None], list[float | None]]]:
-    """Arrow shafts grouped into :data:`N_ARROW_BINS` norm bins (x = col, y = row)."""
+    """Arrows (shaft and a two-stroke head) grouped into :data:`N_ARROW_BINS` norm bins (x = col, y = row);
+    zero-length arrows are left out, so an identity draws nothing."""
     rows, cols = np.mgrid[0:sv.image.shape[0]:step, 0:sv.image.shape[1]:step]
     du, dv = sv.arrows[0][::step, ::step] * scale, sv.arrows[1][::step, ::step] * scale
     bins = (sv.norm[::step, ::step] / max(vmax, 1e-6) * N_ARROW_BINS).astype(int)
     bins = np.clip(bins, 0, N_ARROW_BINS - 1)
+    length = np.hypot(du, dv)
     out = []
     for b in range(N_ARROW_BINS):
-        sel = bins == b
-        x0, y0, x1, y1 = cols[sel], rows[sel], cols[sel] + dv[sel], rows[sel] + du[sel]
-        xs = np.stack([x0, x1, np.full_like(x0, np.nan, dtype=float)], 1).ravel()
-        ys = np.stack([y0, y1, np.full_like(y0, np.nan, dtype=float)], 1).ravel()
-        out.append(([None if np.isnan(v) else float(v) for v in xs], [None if np.isnan(v) else float(v)
-                                                                      for v in ys]))
+        sel = (bins == b) & (length > 1e-6)
+        x0, y0 = cols[sel].astype(float), rows[sel].astype(float)
+        x1, y1 = x0 + dv[sel], y0 + du[sel]
+        ang, head = np.arctan2(y1 - y0, x1 - x0), HEAD_FRACTION * length[sel]
+        strokes = [x0, x1, np.nan * x0, x1, x1 - head * np.cos(ang - HEAD_ANGLE), np.nan * x0,
+                   x1, x1 - head * np.cos(ang + HEAD_ANGLE), np.nan * x0]
+        ys = [y0, y1, np.nan * y0, y1, y1 - head * np.sin(ang - HEAD_ANGLE), np.nan * y0,
+              y1, y1 - head * np.sin(ang + HEAD_ANGLE), np.nan * y0]
+        xs_, ys_ = np.stack(strokes, 1).ravel(), np.stack(ys, 1).ravel()
+        out.append(([None if np.isnan(v) else float(v) for v in xs_],
+                    [None if np.isnan(v) else float(v) for v in ys_]))
     return out
 
 
@@ -89,7 +118,13 @@ def explorer_figure(views: Mapping[int, Sequence[SliceView]], lams: Sequence[flo
     mx, my = contour_xy(first.moving_label)
     fig.add_trace(go.Scatter(x=mx, y=my, mode="lines", line={"color": MOVING_COLOR, "width": 2},
                              name="moving", hoverinfo="skip", showlegend=False))
-    n_fixed = 2
+    # the legend: an invisible marker trace carrying the arrows' colour bar (fixed for every picture)
+    stretch = "" if scale == 1 else f"<br>arrows ×{scale:.3g}"
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", hoverinfo="skip", showlegend=False,
+                             marker={"color": [0.0], "cmin": 0.0, "cmax": max(vmax, 1e-6), "showscale": True,
+                                     "colorscale": [[t, to_hex(ARROW_CMAP(t))] for t in np.linspace(0, 1, 5)],
+                                     "colorbar": {"title": {"text": f"|u| (voxels){stretch}"}, "len": 0.6}}))
+    n_fixed = N_FIXED
     for ci, c in enumerate(comps):
         for li, sv in enumerate(views[c]):
             for tr in _state_traces(sv, arrow_step, vmax, scale, ci == 0 and li == start):
@@ -108,11 +143,12 @@ def explorer_figure(views: Mapping[int, Sequence[SliceView]], lams: Sequence[flo
         prefix = f"component {comps[ci]}, λ ({lam_unit}) = "
         return {"active": start, "steps": steps, "currentvalue": {"prefix": prefix}, "pad": {"t": 30}}
 
-    buttons = [{"method": "update", "label": f"component {c}",
-                "args": [{"visible": visible(ci, start)}, {"sliders": [slider(ci)]}]}
-               for ci, c in enumerate(comps)]
+    # "skip": KEEP_LAMBDA_JS switches the component at the slider's λ (see write_html)
+    buttons = [{"method": "skip", "label": f"component {c}", "args": [ci]} for ci, c in enumerate(comps)]
     h, w = first.image.shape
     fig.update_layout(
+        meta={"n_fixed": n_fixed, "per_state": TRACES_PER_STATE, "n_lams": len(lams), "n_states": n_states,
+              "start": start, "sliders": [slider(ci) for ci in range(len(comps))]},
         title=title, sliders=[slider(0)], width=max(420, int(520 * w / max(h, w))) + 80,
         height=max(420, int(520 * h / max(h, w))) + 160, plot_bgcolor="black",
         updatemenus=[{"buttons": buttons, "direction": "down", "x": 0.0, "y": 1.12, "xanchor": "left"}],
@@ -127,5 +163,18 @@ def write_html(fig: go.Figure, path: str | Path) -> Path:
     """Self-contained HTML (plotly.js inlined: opens offline, no kaleido/Chrome)."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.write_html(str(tmp), include_plotlyjs=True, full_html=True)
+        fig.write_html(str(tmp), include_plotlyjs=True, full_html=True, post_script=KEEP_LAMBDA_JS)
     return path
+
+
+def component_views(model, dec, image, label, components: Sequence[int], lams: Sequence[float], view: str, *,
+                    units: str = "sigma", literal: bool = False, index: int | None = None
+                    ) -> dict[int, list[SliceView]]:
+    """``explorer_figure``'s input: 1-based component -> one SliceView per λ of the 0-based ``components``,
+    decoded as the widget explorer does (``D(λu) − D(0)`` unless ``literal``), slice through the structure."""
+    from regexplain.viz.slices import slice_view
+    from regexplain.viz.widgets import initial_state
+
+    state = initial_state(model, dec, image, label, units=units, literal=literal, view=view, index=index)
+    return {i + 1: [slice_view(state.image, state.label, state.displacement(i, lam), view, state.index)
+                    for lam in lams] for i in components}

@@ -65,11 +65,15 @@ def warp_label(label: np.ndarray, disp: np.ndarray) -> np.ndarray:
 
 
 def default_index(label: np.ndarray, axis: int) -> int:
-    """Slice through the labelled structure (its centroid), or the middle slice without labels."""
-    coords = np.nonzero(label > 0)
-    if len(coords[0]) == 0:
+    """The slice with the most labelled voxels (the one nearest the centroid among equals), or the middle
+    slice without labels. Not the centroid itself: two lungs' centroid lies between them, off the structure."""
+    lab = np.asarray(label) > 0
+    area = lab.sum(axis=tuple(a for a in range(lab.ndim) if a != axis))
+    if not area.any():
         return label.shape[axis] // 2
-    return int(round(float(coords[axis].mean())))
+    centroid = float(np.nonzero(lab)[axis].mean())
+    best = np.flatnonzero(area == area.max())
+    return int(best[np.argmin(np.abs(best - centroid))])
 
 
 def slice_view(image, label, disp, view: str, index: int | None = None) -> SliceView:
