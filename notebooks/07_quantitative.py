@@ -23,7 +23,7 @@ from regexplain import pipeline
 from regexplain.analysis import TRANSFORM_NAMES, interpretability_report
 from regexplain.data.synthetic import read_factors
 from regexplain.io import write_json
-from regexplain.viz.figures import plot_component_bars, plot_scores, plot_selectivity_by_strength, save_figure
+from regexplain.viz.figures import plot_component_bars, plot_observed_vs_null, plot_selectivity_by_strength, save_figure
 
 DATA_DIR, RUNS_DIR, FIGURES_DIR = pipeline.notebook_setup(INTERACTIVE, DATA_DIR, RUNS_DIR, FIGURES_DIR)
 N_NULL = 5 if PROFILE == "smoke" else 20
@@ -61,9 +61,7 @@ Markdown(pipeline.markdown_table([{"basis": b, "score": k, "observed": v["observ
 
 # %%
 plotted = {b: {k: v for k, v in s.items() if not k.startswith("R²")} for b, s in scores.items()}
-fig = plot_scores({f"{b}: {k}": v["observed"] for b, s in plotted.items() for k, v in s.items()},
-                  {f"{b}: {k}": v["null_mean"] for b, s in plotted.items() for k, v in s.items()},
-                  title="hippocampus: interpretability scores")
+fig = plot_observed_vs_null(plotted, title="hippocampus: interpretability scores against random-basis nulls")
 save_figure(fig, FIGURES_DIR / "quantitative.png");
 
 # %% [markdown]

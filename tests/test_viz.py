@@ -330,3 +330,25 @@ def test_skip_ablation_ticks_name_components_one_to_n():
     fig.canvas.draw()
     labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
     assert labels == [str(j) for j in range(1, 11)]
+
+
+def test_observed_vs_null_chart_is_compact_and_draws_every_score(tmp_path):
+    """One row per score, a dot per model at the observed value and a bar from null mean to 95th percentile;
+    1 000 px wide, far shorter than a bar per (model, score)."""
+    from PIL import Image
+
+    from regexplain.viz import figures as F
+
+    names = [f"score {i}" for i in range(10)]
+    scores = {m: {n: {"observed": 0.1 * i + d, "null_mean": 0.05 * i, "null_p95": 0.05 * i + 0.1}
+                  for i, n in enumerate(names)} for m, d in (("latent", 0.2), ("fields", 0.0), ("skip", -0.1))}
+    fig = F.plot_observed_vs_null(scores, title="t")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == names
+    dots = [ln for ln in ax.lines if ln.get_marker() == "o"]
+    assert len(dots) == 30 and dots[0].get_xdata()[0] == pytest.approx(0.2)
+    bars = [ln for ln in ax.lines if ln.get_marker() in ("None", None, "") and len(ln.get_xdata()) == 2]
+    assert len(bars) == 30 and list(bars[1].get_xdata()) == pytest.approx([0.05, 0.15])
+    F.save_figure(fig, tmp_path / "q.png")
+    w, h = Image.open(tmp_path / "q.png").size
+    assert 900 <= w <= 1100 and h < 900

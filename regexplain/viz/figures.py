@@ -294,3 +294,40 @@ def plot_selectivity_by_strength(sweeps: Mapping[str, Mapping], *, key: str = "m
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def plot_observed_vs_null(scores: Mapping[str, Mapping[str, Mapping[str, float]]], *, title: str = "",
+                          width_px: int = 1000, dpi: int = 110) -> Figure:
+    """Observed score against its null, one row per score, one colour per model / basis (notebook 07).
+
+    Each row holds, per model, the observed value (dot) and the null from its mean (tick) to its 95th
+    percentile (bar): a dot right of its bar beats chance. Sized to ``width_px`` at ``dpi``.
+
+    Args:
+        scores: model -> score name -> ``{"observed", "null_mean", "null_p95"}``.
+    """
+    models = list(scores)
+    names = list(dict.fromkeys(k for s in scores.values() for k in s))
+    fig, ax = plt.subplots(figsize=(width_px / dpi, 0.24 * len(names) * max(1, len(models)) ** 0.5 + 1.3), dpi=dpi)
+    step = 0.7 / max(len(models), 1)
+    for m, model in enumerate(models):
+        color = f"C{m}"
+        for r, name in enumerate(names):
+            v = scores[model].get(name)
+            if not v:
+                continue
+            y = r + (m - (len(models) - 1) / 2) * step
+            lo, hi = v.get("null_mean"), v.get("null_p95")
+            if lo is not None and hi is not None and np.isfinite(lo) and np.isfinite(hi):
+                ax.plot([lo, hi], [y, y], color=color, alpha=0.3, lw=5, solid_capstyle="butt")
+                ax.plot([lo], [y], "|", color=color, ms=9)
+            ax.plot([v["observed"]], [y], "o", color=color, ms=6, label=model if r == 0 else None)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_xlabel("score (dot: observed; bar: null mean to 95th percentile)")
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(models), frameon=False)
+    if title:
+        ax.set_title(title, fontsize=10, pad=22)
+    fig.tight_layout()
+    return fig
