@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PROFILE ?= quick
 export MPLBACKEND := Agg
 
-.PHONY: venv reproduce test test-fast figures sync lab bench lint browser clean
+.PHONY: venv reproduce study test test-fast figures sync lab bench lint browser clean
 
 # torch is installed first and pinned to the CPU wheel, so nothing later pulls CUDA wheels.
 $(STAMP): pyproject.toml
@@ -22,6 +22,11 @@ venv: $(STAMP)
 
 reproduce: venv
 	$(BIN)/regexplain reproduce --profile $(PROFILE)
+
+# The seed study (3 seeds x no skip / skip + untrained baselines, both phantom regimes): verdicts in
+# figures/STUDY_<regime>.md and in RESULTS.md at the next `make reproduce`. Resumes where it stopped.
+study: venv
+	$(BIN)/regexplain study --profile $(PROFILE)
 
 # Debian's Chromium for the browser test of the explorer app (never a downloaded browser build).
 browser:

@@ -23,8 +23,8 @@ PROFILE_DIR = Path(__file__).parent / "profiles"
 DATASETS = ("hippocampus", "lung")
 PRECISIONS = ("float32", "bfloat16")  # inference precisions of RegistrationNet.register
 ACTIVATIONS = ("sigmoid", "softplus")    # decoder gradient activations (see regexplain.model)
-SMOOTHNESS = ("l1_identity", "squared_diff")
-PHANTOM_REGIMES = ("pose", "msd_like")     # regexplain.data.synthetic.REGIMES (kept in sync by a test)   # smoothness terms (see regexplain.losses)
+SMOOTHNESS = ("l1_identity", "squared_diff")   # smoothness terms (see regexplain.losses)
+PHANTOM_REGIMES = ("pose", "msd_like")         # regexplain.data.synthetic.REGIMES (kept in sync by a test)
 
 
 class ConfigError(RegexplainError, ValueError):

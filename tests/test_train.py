@@ -272,8 +272,8 @@ def test_paper_profile_validates_once_per_epoch():
 
 def test_pair_augmentation_flips_both_volumes_of_a_pair_alike():
     from regexplain.config import AugmentConfig
-    from regexplain.spatial import jacobian_determinant
     from regexplain.data.augment import pair_augmentation_maps
+    from regexplain.spatial import jacobian_determinant
 
     g = torch.Generator().manual_seed(0)
     flips_only = AugmentConfig(flip_prob=0.5, rotation_deg=0, translation_vox=0, zoom=0, prob=1.0, rot90=False)

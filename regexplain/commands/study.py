@@ -1,0 +1,39 @@
+"""``regexplain study``: several seeds per architecture, scores with intervals and baselines, a verdict
+on each claim of the paper (see :mod:`regexplain.study`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from regexplain.commands.options import int_at_least
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("study", help="train N seeds per architecture, score them beside their "
+                              "baselines and write a verdict on each claim of the paper")
+    p.add_argument("--profile", default="quick", help="smoke | quick | paper, or a YAML path (default quick)")
+    p.add_argument("--out", default="study", help="folder of the study's data, runs and scores (default study/)")
+    p.add_argument("--seeds", type=int_at_least(3), default=3, help="seeds 0..N-1 per architecture (>= 3)")
+    p.add_argument("--regime", choices=("pose", "msd_like", "both"), default="both",
+                   help="phantom regime(s) to study (default both)")
+    p.add_argument("--figures", default="figures", help="where STUDY_<regime>.md and study_<regime>.json go "
+                   "for RESULTS.md (default figures/)")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from regexplain.io import check_writable, write_bytes
+    from regexplain.study import run_study
+
+    for d in (args.out, args.figures):
+        check_writable(d)
+    for regime in (("pose", "msd_like") if args.regime == "both" else (args.regime,)):
+        run_study(args.profile, args.out, seeds=range(args.seeds), regime=regime)
+        figures = Path(args.figures)
+        figures.mkdir(parents=True, exist_ok=True)
+        for src, dst in (("study.json", f"study_{regime}.json"), ("STUDY.md", f"STUDY_{regime}.md")):
+            write_bytes(figures / dst, (Path(args.out) / regime / src).read_bytes())
+        print((Path(args.out) / regime / "STUDY.md").read_text())
+    return 0

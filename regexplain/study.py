@@ -1,0 +1,317 @@
+"""The seed study: do the paper's claims hold over several trainings, beside their baselines?
+
+For N seeds and both architectures (no skip, skip) the study trains the hippocampus model with equal
+steps, fits its PCA, and scores it; an untrained encoder of the same architecture and seed is scored the
+same way. Every score comes with the mean and a 95 % t-interval over seeds, and every claim of the paper
+ends in a verdict with its rule written beside it (:data:`RULES`).
+
+Baselines of the paper's Fig 5 / Fig 8 read-out (top/second ratio of the median ``|Δa_j|``, components
+above twice the median of the medians; :func:`readout`):
+
+* ``rotation``: the same deltas in a Haar-random rotation of the K-dimensional PCA subspace (only the
+  axes change, the information is the same);
+* ``variance_matched``: the same rotation, each axis rescaled to the PCA variance of its rank
+  (:func:`regexplain.disentangle.rotated_codes`), so a ratio that only reflects unequal variances is
+  matched by the null;
+* ``untrained``: an untrained encoder of the same architecture and seed, its own PCA, scored identically.
+
+Runs, scores and the verdict are written under ``out`` (one JSON per run, atomically); a rerun reuses
+finished runs and scores and resumes an interrupted training, so the study resumes after an interruption.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from regexplain import disentangle as dz
+from regexplain.errors import UsageError
+from regexplain.io import write_json, write_text
+
+ARCHS = ("noskip", "skip")
+#: factors read by "components read as rotation / translation / scaling" (the case study's axes)
+READ_FACTORS = {"rotation": "rot_z_deg", "translation": "trans_z_vox", "scaling": "scale"}
+N_SHOW = 10          # the paper's box plots show components 1-10
+K_READ = 8           # components searched for a factor (Fig 7 shows 1-8)
+
+RULES = {
+    "single": "supported if the 95 % interval of the top/second ratio lies above both 2 and the variance-matched "
+              "null's 95th percentile; not supported if it lies below that percentile; else inconclusive",
+    "skip": "supported if the 95 % interval of the paired difference (no skip − skip) of the ratio lies above 0; "
+            "not supported if it lies below 0; else inconclusive",
+    "variance": "supported if the 95 % interval lies above the paper's threshold and above the untrained "
+                "encoder's mean; not supported if it lies below the threshold; else inconclusive",
+    "reading": "supported if the 95 % interval of the best single-component R² lies above both the untrained "
+               "encoder's mean and the random-basis null's 95th percentile; not supported if it lies below "
+               "that percentile; else inconclusive",
+}
+
+
+# ------------------------------------------------------------------------------------------ read-out
+
+def readout(abs_deltas: np.ndarray, n_show: int = N_SHOW) -> dict[str, Any]:
+    """The paper's reading of Fig 5 from ``|Δa|`` ``(N, K)``: top component (1-based) by median, the
+    ratio of the top median to the second, and the number of components above twice the median of the
+    medians, over the first ``n_show`` components."""
+    med = np.median(np.abs(np.asarray(abs_deltas, np.float64))[:, :n_show], axis=0)
+    order = np.argsort(med)[::-1]
+    second = med[order[1]] if med.size > 1 else float("nan")
+    return {"top": int(order[0]) + 1, "ratio": float(med[order[0]] / max(second, 1e-12)),
+            "n_active": int((med > 2 * np.median(med)).sum())}
+
+
+def readout_nulls(deltas: np.ndarray, coeffs_train: np.ndarray, variances: np.ndarray, n_null: int = 200,
+                  seed: int = 0) -> dict[str, list[float]]:
+    """Read-out ratios of ``n_null`` random bases of the same subspace.
+
+    Args:
+        deltas: ``(N, K)`` signed coefficient changes ``a(X') - a(X)``.
+        coeffs_train: ``(N_train, K)`` training coefficients (for the variance matching).
+        variances: ``(K,)`` PCA variances.
+    Returns:
+        ``{"rotation": [...], "variance_matched": [...]}``, ``n_null`` ratios each.
+    """
+    rng = np.random.default_rng(seed)
+    out: dict[str, list[float]] = {"rotation": [], "variance_matched": []}
+    for _ in range(n_null):
+        rot = dz.random_rotation(deltas.shape[1], rng)
+        out["rotation"].append(readout(deltas @ rot)["ratio"])
+        out["variance_matched"].append(readout(dz.rotated_codes([coeffs_train, deltas], variances, rot)[1])["ratio"])
+    return out
+
+
+def best_single_r2(coeffs: np.ndarray, factor: np.ndarray, k: int = K_READ) -> float:
+    """Largest squared correlation of one factor ``(N,)`` with any of the first ``k`` coefficients."""
+    c = np.asarray(coeffs, np.float64)[:, :k]
+    f = np.asarray(factor, np.float64)
+    c = (c - c.mean(0)) / np.where(c.std(0) > 0, c.std(0), 1.0)
+    f = (f - f.mean()) / (f.std() or 1.0)
+    return float(np.max((c * f[:, None]).mean(0) ** 2))
+
+
+# ------------------------------------------------------------------------------------------- scoring
+
+def score_coefficients(deltas: Mapping[str, np.ndarray], coeffs_train: np.ndarray, coeffs_val: np.ndarray,
+                       variance_ratio: np.ndarray, factors_val: Mapping[str, np.ndarray] | None = None,
+                       n_null: int = 200, seed: int = 0) -> dict[str, Any]:
+    """Every study score of one model from its coefficients (pure; what :func:`score_run` computes).
+
+    ``deltas``: transform name -> ``(N, K)`` signed changes; ``variance_ratio``: ``(K,)`` explained variance
+    ratios; ``factors_val``: factor name -> ``(N_val,)`` true values (phantoms), or ``None``.
+    """
+    variances = coeffs_train.var(0, ddof=1)
+    out: dict[str, Any] = {"explained_K": float(np.sum(variance_ratio)),
+                           "explained_first4": float(np.sum(variance_ratio[:4])), "readout": {}, "reading": {}}
+    for name, d in deltas.items():
+        nulls = readout_nulls(d, coeffs_train, variances, n_null, seed)
+        out["readout"][name] = {**readout(np.abs(d)),
+                                **{f"null_{k}_p95": float(np.percentile(v, 95)) for k, v in nulls.items()}}
+    if factors_val:
+        rng = np.random.default_rng(seed + 1)
+        for transform, fname in READ_FACTORS.items():
+            if fname not in factors_val:
+                continue
+            f = factors_val[fname]
+            null = [best_single_r2(dz.rotated_codes([coeffs_train, coeffs_val], variances,
+                                                    dz.random_rotation(coeffs_val.shape[1], rng))[1], f)
+                    for _ in range(max(n_null // 4, 20))]
+            out["reading"][transform] = {"r2": best_single_r2(coeffs_val, f),
+                                         "null_p95": float(np.percentile(null, 95))}
+    return out
+
+
+def score_run(model, dec, train_set, val_set, factors_val=None, n_null: int = 200, seed: int = 0) -> dict[str, Any]:
+    """Encode, project and run the case study for one model, then :func:`score_coefficients`."""
+    from regexplain.analysis import case_study_deltas
+    from regexplain.latent import encode_volumes
+
+    c_tr = dec.project(encode_volumes(model, train_set.images))
+    c_va = dec.project(encode_volumes(model, val_set.images))
+    deltas = case_study_deltas(model, dec, val_set.images, base=c_va)
+    return score_coefficients(deltas, c_tr, c_va, dec.explained_variance_ratio, factors_val, n_null, seed)
+
+
+# -------------------------------------------------------------------------------------- statistics
+
+def interval(values: Sequence[float]) -> dict[str, float]:
+    """Mean and 95 % t-interval over seeds (the interval is the mean itself for one value)."""
+    from scipy import stats
+
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], np.float64)
+    if v.size == 0:
+        return {"mean": float("nan"), "lo": float("nan"), "hi": float("nan"), "n": 0}
+    half = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else 0.0
+    return {"mean": float(v.mean()), "lo": float(v.mean() - half), "hi": float(v.mean() + half), "n": int(v.size)}
+
+
+def decide(iv: Mapping[str, float], above: Sequence[float], below: float) -> str:
+    """``supported`` if the interval lies above every value of ``above``; ``not supported`` if it lies
+    below ``below``; ``inconclusive`` otherwise."""
+    if iv["n"] == 0:
+        return "inconclusive"
+    if all(iv["lo"] > a for a in above):
+        return "supported"
+    if iv["hi"] < below:
+        return "not supported"
+    return "inconclusive"
+
+
+def verdicts(scores: Mapping[str, Sequence[Mapping[str, Any]]], paper_k: float = 0.93,
+             paper_first4: float = 0.62) -> list[dict[str, Any]]:
+    """The verdict table from per-seed scores: ``scores["noskip" | "skip" | "untrained"]`` lists of
+    :func:`score_coefficients` records (seed order). Rows: claim, measured, baseline, verdict, rule."""
+    rows = []
+    ns, sk, un = scores.get("noskip", []), scores.get("skip", []), scores.get("untrained", [])
+
+    def col(runs, *keys):
+        vals = []
+        for r in runs:
+            for k in keys:
+                r = r.get(k, {}) if isinstance(r, Mapping) else None
+            vals.append(r if isinstance(r, (int, float)) else None)
+        return vals
+
+    for t in (ns[0]["readout"] if ns else {}):
+        iv = interval(col(ns, "readout", t, "ratio"))
+        null = interval(col(ns, "readout", t, "null_variance_matched_p95"))["mean"]
+        rot = interval(col(ns, "readout", t, "null_rotation_p95"))["mean"]
+        unt = interval(col(un, "readout", t, "ratio"))["mean"]
+        rows.append({"claim": f"Fig 5: one component stands out under {t} (top/second median |Δa|)",
+                     "measured": iv, "baseline": {"variance_matched_p95": null, "rotation_p95": rot,
+                                                  "untrained": unt, "paper_threshold": 2.0},
+                     "verdict": decide(iv, [2.0, null], null), "rule": RULES["single"]})
+        if sk:
+            diff = [a - b if a is not None and b is not None else None
+                    for a, b in zip(col(ns, "readout", t, "ratio"), col(sk, "readout", t, "ratio"), strict=False)]
+            iv = interval(diff)
+            rows.append({"claim": f"Fig 8: no skip more selective than skip under {t} (ratio difference)",
+                         "measured": iv, "baseline": {"zero": 0.0}, "verdict": decide(iv, [0.0], 0.0),
+                         "rule": RULES["skip"]})
+    for key, thr, paper in (("explained_K", 0.90, paper_k), ("explained_first4", 0.50, paper_first4)):
+        iv = interval(col(ns, key))
+        unt = interval(col(un, key))["mean"]
+        what = "K components" if key == "explained_K" else "the first 4 components"
+        rows.append({"claim": f"explained variance of {what} ≥ {thr:.0%} (paper {paper:.0%})", "measured": iv,
+                     "baseline": {"untrained": unt, "paper": paper, "threshold": thr},
+                     "verdict": decide(iv, [thr, unt] if np.isfinite(unt) else [thr], thr), "rule": RULES["variance"]})
+    for t in READ_FACTORS:
+        vals = col(ns, "reading", t, "r2")
+        if all(v is None for v in vals):
+            continue
+        iv = interval(vals)
+        null = interval(col(ns, "reading", t, "null_p95"))["mean"]
+        unt = interval(col(un, "reading", t, "r2"))["mean"]
+        above = [null] + ([unt] if np.isfinite(unt) else [])
+        rows.append({"claim": f"a component reads as {t} ({READ_FACTORS[t]}, best of the first {K_READ}, R²)",
+                     "measured": iv, "baseline": {"random_basis_p95": null, "untrained": unt},
+                     "verdict": decide(iv, above, null), "rule": RULES["reading"]})
+    return rows
+
+
+def _fmt(x: Any) -> str:
+    return f"{x:.2f}" if isinstance(x, (int, float)) and np.isfinite(x) else "–"
+
+
+def verdict_markdown(rows: Sequence[Mapping[str, Any]], title: str = "Verdict") -> str:
+    """``claim | measured (95 % interval) | baseline | verdict | rule`` as a markdown table."""
+    lines = [f"### {title}", "", "| claim | measured, mean [95 % interval] (n seeds) | baseline | verdict | rule |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        m = r["measured"]
+        base = ", ".join(f"{k} {_fmt(v)}" for k, v in r["baseline"].items())
+        lines.append(f"| {r['claim']} | {_fmt(m['mean'])} [{_fmt(m['lo'])}, {_fmt(m['hi'])}] ({m['n']}) | {base} | "
+                     f"**{r['verdict']}** | {r['rule']} |")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------- the study
+
+def _factors(cfg, ids: Sequence[str]) -> dict[str, np.ndarray] | None:
+    from regexplain.data.synthetic import read_factors
+
+    root = Path(cfg.data.root)
+    if not (root / "factors.csv").is_file():
+        return None
+    fid, names, values = read_factors(root)
+    row = {i: k for k, i in enumerate(fid)}
+    return {n: values[[row[i] for i in ids], j] for j, n in enumerate(names)}
+
+
+def _untrained(cfg):
+    import torch
+
+    from regexplain.model import RegistrationNet
+
+    torch.manual_seed(cfg.train.seed)
+    return RegistrationNet.from_config(cfg).eval()
+
+
+def run_study(profile: str = "quick", out: str | Path = "study", *, seeds: Sequence[int] = (0, 1, 2),
+              regime: str = "pose", archs: Sequence[str] = ARCHS, n_null: int = 200, progress: bool = True,
+              log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train (or reuse / resume), score and judge; writes ``out/<regime>/study.json`` and ``STUDY.md``.
+
+    Raises :class:`UsageError` (a ``ValueError``) for fewer than 3 seeds, an unknown architecture or regime.
+    """
+    from tqdm.auto import tqdm
+
+    from regexplain import pipeline
+    from regexplain.checkpoint import load_model
+    from regexplain.config import PHANTOM_REGIMES, config_from_dict
+    from regexplain.data.pairs import load_splits
+    from regexplain.latent import Decomposition, encode_volumes
+
+    seeds = [int(s) for s in seeds]
+    if len(seeds) < 3 or len(set(seeds)) != len(seeds):
+        raise UsageError(f"--seeds: a study needs at least 3 distinct seeds, got {seeds}")
+    if not set(archs) <= set(ARCHS) or not archs:
+        raise UsageError(f"--archs: architectures must be among {ARCHS}, got {list(archs)}")
+    if regime not in PHANTOM_REGIMES:
+        raise UsageError(f"--regime: unknown phantom regime {regime!r}; choose one of {PHANTOM_REGIMES}")
+    base = Path(out) / regime
+    jobs = [(a, s) for s in seeds for a in (*archs, "untrained")]
+    scores: dict[str, list[dict[str, Any]]] = {a: [] for a in (*archs, "untrained")}
+    data_cache: dict[str, Any] = {}
+    bar = tqdm(jobs, desc=f"study {regime}", unit="run", disable=not progress)
+    for arch, seed in bar:
+        bar.set_postfix_str(f"{arch} seed {seed}")
+        name = f"hippocampus_{'noskip' if arch == 'untrained' else arch}"
+        values = pipeline.model_config(profile, name, base / "data", seed).to_dict()
+        values["data"]["phantom_regime"] = regime
+        cfg = config_from_dict(values, source=f"study {profile} {regime}")
+        path = base / "scores" / f"{arch}_seed{seed}.json"
+        if path.is_file():
+            scores[arch].append(json.loads(path.read_text()))
+            continue
+        pipeline.ensure_data(cfg)
+        if "sets" not in data_cache:
+            data_cache["sets"] = load_splits(cfg.data, progress=False)
+        train_set, val_set = data_cache["sets"]
+        if arch == "untrained":
+            model = _untrained(cfg)
+            z = encode_volumes(model, train_set.images)
+            dec = Decomposition.fit(z, min(cfg.latent.n_components, z.shape[0] - 1),
+                                    latent_shape=model.latent_shape(cfg.data.shape))
+        else:
+            rd = base / "runs" / f"{arch}_seed{seed}"
+            log(pipeline.ensure_trained(cfg, rd, progress=False))
+            dec = pipeline.ensure_decomposition(rd, data=(train_set, val_set))
+            model, _ = load_model(rd, device="cpu")
+        rec = score_run(model, dec, train_set, val_set, _factors(cfg, val_set.ids), n_null, seed)
+        rec["seed"], rec["arch"] = seed, arch
+        write_json(path, rec)
+        scores[arch].append(rec)
+    bar.close()
+    rows = verdicts(scores)
+    result = {"profile": profile, "regime": regime, "seeds": seeds, "archs": list(archs), "scores": scores,
+              "verdicts": rows}
+    write_json(base / "study.json", result)
+    write_text(base / "STUDY.md", verdict_markdown(rows, f"Seed study ({profile}, {regime} phantoms, "
+                                                         f"{len(seeds)} seeds)"))
+    return result
+

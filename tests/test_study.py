@@ -1,0 +1,137 @@
+"""Seed study: the paper's read-out, its nulls, the verdict rules (each able to fail), and the study end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from regexplain import disentangle as dz
+from regexplain import study
+
+
+def _latents(seed=0, n=80, k=10, planted=True):
+    """Training coefficients with decreasing variances and case-study deltas; ``planted``: the transform
+    moves component 1 only (plus small noise on all)."""
+    rng = np.random.default_rng(seed)
+    sd = np.linspace(3.0, 1.0, k)
+    train = rng.standard_normal((n, k)) * sd
+    deltas = 0.05 * rng.standard_normal((40, k)) * sd
+    if planted:
+        deltas[:, 0] += rng.normal(2.0, 0.2, 40)
+    return train, deltas
+
+
+def test_readout_is_the_ratio_of_the_two_largest_medians():
+    d = np.array([[1.0, 4.0, 2.0, 0.1], [3.0, 6.0, 2.0, 0.3], [2.0, 5.0, 2.0, 0.2]])
+    r = study.readout(d)
+    assert r["top"] == 2 and r["ratio"] == pytest.approx(5.0 / 2.0)
+    assert r["n_active"] == int((np.median(d, 0) > 2 * np.median(np.median(d, 0))).sum()) == 1
+
+
+def test_nulls_keep_the_subspace_and_match_variances():
+    train, deltas = _latents()
+    nulls = study.readout_nulls(deltas, train, train.var(0, ddof=1), n_null=30, seed=1)
+    assert len(nulls["rotation"]) == len(nulls["variance_matched"]) == 30
+    rot = dz.random_rotation(train.shape[1], np.random.default_rng(3))
+    # a rotation keeps every delta's norm (same subspace), the variance matching keeps the PCA spectrum
+    np.testing.assert_allclose(np.linalg.norm(deltas @ rot, axis=1), np.linalg.norm(deltas, axis=1))
+    vm = dz.rotated_codes([train, deltas], train.var(0, ddof=1), rot)[0]
+    np.testing.assert_allclose(vm.var(0, ddof=1), train.var(0, ddof=1), rtol=1e-10)
+
+
+def _scores(planted: bool, n_seeds=3, untrained_planted=False):
+    out = {"noskip": [], "skip": [], "untrained": []}
+    for s in range(n_seeds):
+        for arch, plant in (("noskip", planted), ("skip", False), ("untrained", untrained_planted)):
+            train, deltas = _latents(10 * s + len(arch), planted=plant)
+            ratio = train.var(0) / train.var(0).sum()
+            out[arch].append(study.score_coefficients({"translation": deltas}, train, train[:40], ratio,
+                                                      n_null=60, seed=s))
+    return out
+
+
+def test_planted_single_component_is_supported_and_a_rotation_of_it_is_not():
+    rows = {r["claim"][:5]: r for r in study.verdicts(_scores(planted=True))}
+    assert rows["Fig 5"]["verdict"] == "supported"
+    assert rows["Fig 8"]["verdict"] == "supported"          # the skip model had no planted response
+    # the same latents seen in a random basis of the same subspace: no single component any more
+    rotated = {"noskip": [], "untrained": []}
+    for s in range(3):
+        train, deltas = _latents(10 * s + 6, planted=True)
+        rot = dz.random_rotation(train.shape[1], np.random.default_rng(100 + s))
+        t, d = train @ rot, deltas @ rot
+        order = np.argsort(t.var(0))[::-1]                       # PCA order of the rotated axes
+        t, d = t[:, order], d[:, order]
+        rotated["noskip"].append(study.score_coefficients({"translation": d}, t, t[:40],
+                                                          t.var(0) / t.var(0).sum(), n_null=60, seed=s))
+    row = study.verdicts(rotated)[0]
+    assert row["claim"].startswith("Fig 5") and row["verdict"] != "supported"
+
+
+def test_each_baseline_can_fail():
+    # unplanted deltas: the null explains the ratio -> not supported / inconclusive
+    rows = {r["claim"][:5]: r for r in study.verdicts(_scores(planted=False))}
+    assert rows["Fig 5"]["verdict"] != "supported"
+    # explained variance: the untrained baseline must be beaten
+    iv = {"mean": 0.95, "lo": 0.94, "hi": 0.96, "n": 3}
+    assert study.decide(iv, [0.90, 0.80], 0.90) == "supported"
+    assert study.decide(iv, [0.90, 0.97], 0.90) == "inconclusive"     # an untrained encoder does as well
+    assert study.decide({**iv, "lo": 0.80, "hi": 0.85}, [0.90], 0.90) == "not supported"
+    # factor reading: a trained model no better than the untrained one is not "supported"
+    f = np.random.default_rng(0).standard_normal(50)
+    noise = np.random.default_rng(1).standard_normal((50, 4))
+    coeffs = np.c_[f + 0.1 * noise[:, 0], noise[:, 1:]]
+    assert study.best_single_r2(coeffs, f) > 0.9
+    assert study.best_single_r2(coeffs[:, 1:], f) < 0.3
+
+
+def test_interval_is_a_t_interval():
+    from scipy import stats
+
+    v = [0.2, 0.5, 0.4]
+    iv = study.interval(v)
+    lo, hi = stats.t.interval(0.95, 2, loc=np.mean(v), scale=stats.sem(v))
+    assert iv["lo"] == pytest.approx(lo) and iv["hi"] == pytest.approx(hi) and iv["n"] == 3
+
+
+@pytest.mark.slow
+def test_study_end_to_end_on_smoke_and_resume(tmp_path):
+    res = study.run_study("smoke", tmp_path, seeds=(0, 1, 2), n_null=10, progress=False, log=lambda _m: None)
+    base = tmp_path / "pose"
+    assert len(list((base / "scores").glob("*.json"))) == 9     # 3 seeds x (no skip, skip, untrained)
+    assert [r["verdict"] in ("supported", "not supported", "inconclusive") for r in res["verdicts"]]
+    assert "| claim |" in (base / "STUDY.md").read_text()
+    steps = {json.loads((p / "metrics.json").read_text())["steps"] for p in (base / "runs").iterdir()}
+    assert len(steps) == 1                                       # equal steps for every run
+    # interruption: one score lost, one run's metrics lost (unfinished): a rerun redoes only those
+    (base / "scores" / "skip_seed1.json").unlink()
+    (base / "runs" / "noskip_seed2" / "metrics.json").unlink()
+    (base / "scores" / "noskip_seed2.json").unlink()
+    kept = (base / "scores" / "noskip_seed0.json").stat().st_mtime_ns
+    again = study.run_study("smoke", tmp_path, seeds=(0, 1, 2), n_null=10, progress=False, log=lambda _m: None)
+    assert (base / "scores" / "noskip_seed0.json").stat().st_mtime_ns == kept
+    assert json.dumps(again["verdicts"], sort_keys=True) == json.dumps(res["verdicts"], sort_keys=True)
+    with pytest.raises(ValueError, match="at least 3"):
+        study.run_study("smoke", tmp_path, seeds=(0, 1), progress=False)
+
+
+@pytest.mark.slow
+def test_study_command_and_results_md(tmp_path):
+    from regexplain import pipeline
+    from regexplain.cli import main
+
+    figs = tmp_path / "figures"
+    (figs).mkdir()
+    assert "No seed study" in pipeline.results_markdown(pipeline.merge_results(figs), "smoke")
+    assert main(["study", "--profile", "smoke", "--out", str(tmp_path / "study"), "--seeds", "3",
+                 "--regime", "msd_like", "--figures", str(figs)]) == 0
+    assert (figs / "STUDY_msd_like.md").is_file()
+    meta = list((tmp_path / "study" / "msd_like" / "data").rglob("synthetic.json"))
+    assert len(meta) == 1 and json.loads(meta[0].read_text())["regime"] == "msd_like"
+    md = pipeline.results_markdown(pipeline.merge_results(figs), "smoke")
+    assert "msd_like phantoms, 3 seeds" in md and "No seed study" not in md
+    with pytest.raises(SystemExit) as e:                       # argparse refuses fewer than 3 seeds
+        main(["study", "--profile", "smoke", "--seeds", "2", "--out", str(tmp_path / "s2")])
+    assert e.value.code == 2 and not (tmp_path / "s2").exists()
