@@ -52,8 +52,12 @@ def test_results_merge_and_markdown(tmp_path):
     res = pipeline.write_results(tmp_path, "quick")
     assert res["02_train"]["dice"]["lung_noskip"]["dice_after"] == 0.88
     md = (tmp_path / "RESULTS.md").read_text()
-    assert "| lung_noskip | 0.70 | 0.88 | 0.74 | 0.90 |" in md          # ours beside the paper's
-    assert "| hippocampus_noskip | 32 | 0.90 | 0.50 | 0.93 | 0.62 |" in md
+    # ours beside the paper's, in the summary that opens the file, and nowhere a second time
+    assert "| Dice, lung, no skip (before → after) | 0.70 → **0.88** (folding 0.010 %) | 0.74 → 0.90 |" in md
+    assert "| explained variance, hippocampus, no skip: all K / first 4 | 0.90 (K = 32) / **0.50** | " \
+           "0.93 (K = 32) / 0.62 |" in md
+    assert md.index("## At a glance") < md.index("## Details") and md.count("0.88") == 1
+    assert "make study" in md  # no seed study here: the summary says how to get one
     assert "| hippocampus_noskip | translation | 0.20 | 0.50 (1) | 0.10 | 0.20 | 0.15 | 0.06 |" in md
     assert json.loads((tmp_path / "results.json").read_text())["paper"]["dice"]["lung_noskip"]["after"] == 0.90
 

@@ -1,0 +1,113 @@
+"""The one-screen summary that opens ``RESULTS.md``: does the paper hold here?
+
+Three blocks, each row measured here beside the paper:
+
+* registration Dice (before → after) per model;
+* explained variance of the latent PCA (all K / first four);
+* each claim of the paper with the measured answer and its baseline. With a seed study in the results
+  (``results["study"]["verdicts"]``: records ``claim, measured, baseline, verdict`` and optionally ``rule``,
+  merged from ``figures/results_study.json``), the rows are its verdicts; without one, this run's single-seed
+  read-outs are shown with their random-basis nulls, and a line says how to get a verdict.
+
+Pure: the merged results dict in, Markdown lines out; every number comes from the results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+#: The paper's claims, in its words (Estienne et al. 2021, sections 4.1 and 4.2).
+CLAIMS = {
+    "fig5": "Fig 5: one component stands out per transform (rotation, translation; two for scaling)",
+    "fig8": "Fig 8: without skip connections the latent space is more selective than with them",
+}
+STUDY_HINT = ("No seed study in these results: one run cannot rule on a claim. `make study` (or `regexplain "
+              "study`) trains several seeds per architecture and writes the verdicts that replace the rows below.")
+MODEL_NAMES = {"hippocampus_noskip": "hippocampus, no skip", "hippocampus_skip": "hippocampus, skip",
+               "lung_noskip": "lung, no skip"}
+
+
+def _f(x: Any, digits: int = 2) -> str:
+    return f"{x:.{digits}f}" if isinstance(x, (int, float)) else "–"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
+        ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def summary_lines(results: Mapping[str, Any]) -> list[str]:
+    """Markdown lines of the summary (empty blocks are left out)."""
+    paper = results.get("paper", {})
+    rows = []
+    for name, d in results.get("02_train", {}).get("dice", {}).items():
+        p = paper.get("dice", {}).get(name, {})
+        rows.append([f"Dice, {MODEL_NAMES.get(name, name)} (before → after)",
+                     f"{_f(d.get('dice_before'))} → **{_f(d.get('dice_after'))}**"
+                     + (f" (folding {_f(d['folding_pct'], 3)} %)" if "folding_pct" in d else ""),
+                     f"{_f(p.get('before'))} → {_f(p.get('after'))}"])
+    for name, e in results.get("03_decompose", {}).get("explained_variance", {}).items():
+        p = paper.get("explained_variance", {}).get(name, {})
+        rows.append([f"explained variance, {MODEL_NAMES.get(name, name)}: all K / first 4",
+                     f"{_f(e.get('total'))} (K = {e.get('K', '–')}) / **{_f(e.get('first4'))}**",
+                     f"{_f(p.get('K32'))} (K = 32) / {_f(p.get('first4'))}" if p else "–"])
+    lines = ["## At a glance", ""]
+    if rows:
+        lines += _table(["", "measured here", "paper"], rows) + [""]
+    return lines + _claim_lines(results)
+
+
+def _claim_lines(results: Mapping[str, Any]) -> list[str]:
+    verdicts = results.get("study", {}).get("verdicts")
+    if verdicts:
+        rows = [[str(v.get("claim", "–")), str(v.get("measured", "–")), str(v.get("baseline", "–")),
+                 f"**{v.get('verdict', '–')}**" + (f" ({v['rule']})" if v.get("rule") else "")] for v in verdicts]
+        return ["### The paper's claims (seed study)", ""] + _table(["claim", "measured", "baseline", "verdict"],
+                                                                     rows) + [""]
+    rows = [r for r in (_fig5_row(results), _fig8_row(results)) if r]
+    lines = ["### The paper's claims (this run, one seed)", "", STUDY_HINT, ""]
+    if rows:
+        lines += _table(["claim", "measured here", "baseline"], rows) + [""]
+    return lines
+
+
+def _selectivity(results, basis: str) -> dict[str, dict[str, float]]:
+    """transform -> {observed, null_p95} of the per-subject top share (notebook 07), for one basis."""
+    scores = results.get("07_quantitative", {}).get("scores", {}).get(basis, {})
+    out = {}
+    for k, v in scores.items():
+        if k.startswith("selectivity ") and k.endswith("(top share)") and isinstance(v, dict):
+            out[k[len("selectivity "):-len(" (top share)")]] = v
+    return out
+
+
+def _case(results, key: str, model: str) -> dict[str, dict[str, Any]]:
+    return results.get(key, {}).get("summary", {}).get(model, {})
+
+
+def _fig5_row(results) -> list[str] | None:
+    case = _case(results, "05_case_study", "hippocampus_noskip")
+    if not case:
+        return None
+    measured = "; ".join(f"{t}: component {s.get('top')}, {_f(s.get('ratio'), 1)}× the next"
+                         for t, s in case.items())
+    sel = _selectivity(results, "hippocampus_noskip latent PCA")
+    baseline = "; ".join(f"{t}: top share {_f(v.get('observed'))} vs null 95 % {_f(v.get('null_p95'))}"
+                         for t, v in sel.items()) or "random-basis null: run notebook 07 (phantoms)"
+    return [CLAIMS["fig5"], measured, baseline]
+
+
+def _fig8_row(results) -> list[str] | None:
+    noskip = _case(results, "06_skip_ablation", "hippocampus_noskip") or _case(results, "05_case_study",
+                                                                              "hippocampus_noskip")
+    skip = _case(results, "06_skip_ablation", "hippocampus_skip")
+    if not (noskip and skip):
+        return None
+    measured = "components above 2× the median, no skip / skip: " + "; ".join(
+        f"{t} {noskip[t].get('n_active')} / {skip[t].get('n_active')}" for t in noskip if t in skip)
+    a, b = _selectivity(results, "hippocampus_noskip latent PCA"), _selectivity(results, "hippocampus_skip latent PCA")
+    baseline = "; ".join(f"{t}: top share {_f(a[t].get('observed'))} / {_f(b[t].get('observed'))} "
+                         f"(null 95 % {_f(a[t].get('null_p95'))} / {_f(b[t].get('null_p95'))})"
+                         for t in a if t in b) or "random-basis null: run notebook 07 (phantoms)"
+    return [CLAIMS["fig8"], measured, baseline]

@@ -1,0 +1,48 @@
+"""RESULTS.md's one-screen summary: measured beside the paper, claims with baselines or the study's verdicts."""
+
+from __future__ import annotations
+
+from regexplain import pipeline
+from regexplain.summary import STUDY_HINT, summary_lines
+
+
+def _case(top, ratio, n):
+    return {"top": top, "ratio": ratio, "n_active": n}
+
+
+RESULTS = {
+    "paper": pipeline.PAPER,
+    "05_case_study": {"summary": {"hippocampus_noskip": {"rotation": _case(2, 3.0, 1)}}},
+    "06_skip_ablation": {"summary": {"hippocampus_noskip": {"rotation": _case(2, 3.0, 1)},
+                                     "hippocampus_skip": {"rotation": _case(5, 1.1, 4)}}},
+    "07_quantitative": {"scores": {
+        "hippocampus_noskip latent PCA": {"selectivity rotation (top share)": {"observed": 0.8, "null_p95": 0.4}},
+        "hippocampus_skip latent PCA": {"selectivity rotation (top share)": {"observed": 0.3, "null_p95": 0.45}}}},
+}
+
+
+def test_claims_without_a_study_show_this_run_and_how_to_get_a_verdict():
+    md = "\n".join(summary_lines(RESULTS))
+    assert STUDY_HINT in md
+    assert "| Fig 5: one component stands out per transform (rotation, translation; two for scaling) | " \
+           "rotation: component 2, 3.0× the next | rotation: top share 0.80 vs null 95 % 0.40 |" in md
+    assert "rotation 1 / 4 | rotation: top share 0.80 / 0.30 (null 95 % 0.40 / 0.45) |" in md
+
+
+def test_claims_without_notebook_07_name_the_missing_baseline():
+    res = {k: v for k, v in RESULTS.items() if k != "07_quantitative"}
+    md = "\n".join(summary_lines(res))
+    assert md.count("random-basis null: run notebook 07 (phantoms)") == 2
+
+
+def test_a_study_replaces_the_single_run_rows_with_its_verdicts():
+    study = {"verdicts": [{"claim": "Fig 8: no skip more selective", "measured": "0.61 [0.55, 0.66]",
+                           "baseline": "0.42 [0.40, 0.44]", "verdict": "supported", "rule": "interval above"}]}
+    md = "\n".join(summary_lines({**RESULTS, "study": study}))
+    assert STUDY_HINT not in md and "this run, one seed" not in md
+    assert "| Fig 8: no skip more selective | 0.61 [0.55, 0.66] | 0.42 [0.40, 0.44] | **supported** " \
+           "(interval above) |" in md
+
+
+def test_empty_results_still_render():
+    assert summary_lines({})[0] == "## At a glance"
