@@ -347,23 +347,7 @@ def results_markdown(results: dict[str, Any], profile: str) -> str:
                          [[model, k, *_score_cells(v)] for model, scores in q.items() for k, v in scores.items()
                           if isinstance(v, (dict, int, float))])
     lines += _strength_lines(results.get("07_quantitative", {}))
-    lines += _study_lines(results.get("study", {}))
     return "\n".join(lines) + "\n"
-
-
-def _study_lines(studies: dict[str, Any]) -> list[str]:
-    """The seed study's verdict table per phantom regime, or how to get one."""
-    from regexplain.study import verdict_markdown
-
-    lines = ["## Do the paper's claims hold? (seed study)", ""]
-    if not studies:
-        return lines + ["No seed study in this folder yet: `make study` (or `regexplain study`) trains 3 seeds "
-                        "per architecture on both phantom regimes (about 2 h per regime on 2 cores, resumable) "
-                        "and writes the verdicts here at the next `make reproduce`.", ""]
-    for regime, st in studies.items():
-        lines += [verdict_markdown(st["verdicts"], f"{regime} phantoms, {len(st['seeds'])} seeds, "
-                                                    f"{st['profile']} profile")]
-    return lines
 
 
 def _score_cells(v: dict[str, Any] | float) -> list[str]:

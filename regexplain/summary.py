@@ -5,9 +5,9 @@ Three blocks, each row measured here beside the paper:
 * registration Dice (before → after) per model;
 * explained variance of the latent PCA (all K / first four);
 * each claim of the paper with the measured answer and its baseline. With a seed study in the results
-  (``results["study"]["verdicts"]``: records ``claim, measured, baseline, verdict`` and optionally ``rule``,
-  merged from ``figures/results_study.json``), the rows are its verdicts; without one, this run's single-seed
-  read-outs are shown with their random-basis nulls, and a line says how to get a verdict.
+  (``results["study"]``: regime -> :mod:`regexplain.study`'s record, merged from ``figures/study_*.json``),
+  the rows are its verdicts; without one, this run's single-seed read-outs are shown with their
+  random-basis nulls, and a line says how to get a verdict.
 
 Pure: the merged results dict in, Markdown lines out; every number comes from the results.
 """
@@ -22,8 +22,9 @@ CLAIMS = {
     "fig5": "Fig 5: one component stands out per transform (rotation, translation; two for scaling)",
     "fig8": "Fig 8: without skip connections the latent space is more selective than with them",
 }
-STUDY_HINT = ("No seed study in these results: one run cannot rule on a claim. `make study` (or `regexplain "
-              "study`) trains several seeds per architecture and writes the verdicts that replace the rows below.")
+STUDY_HINT = ("No seed study in this folder yet, and one run cannot rule on a claim: `make study` (or `regexplain "
+              "study`) trains 3 seeds per architecture on both phantom regimes (about 2 h per regime on 2 cores, "
+              "resumable) and its verdicts replace the rows below at the next `make reproduce`.")
 MODEL_NAMES = {"hippocampus_noskip": "hippocampus, no skip", "hippocampus_skip": "hippocampus, skip",
                "lung_noskip": "lung, no skip"}
 
@@ -59,12 +60,15 @@ def summary_lines(results: Mapping[str, Any]) -> list[str]:
 
 
 def _claim_lines(results: Mapping[str, Any]) -> list[str]:
-    verdicts = results.get("study", {}).get("verdicts")
-    if verdicts:
-        rows = [[str(v.get("claim", "–")), str(v.get("measured", "–")), str(v.get("baseline", "–")),
-                 f"**{v.get('verdict', '–')}**" + (f" ({v['rule']})" if v.get("rule") else "")] for v in verdicts]
-        return ["### The paper's claims (seed study)", ""] + _table(["claim", "measured", "baseline", "verdict"],
-                                                                     rows) + [""]
+    studies = results.get("study") or {}
+    if studies:  # regime -> the seed study's record (regexplain.study): its verdicts are the claims' rows
+        from regexplain.study import verdict_markdown
+
+        lines = []
+        for regime, st in studies.items():
+            title = f"The paper's claims: {regime} phantoms, {len(st['seeds'])} seeds, {st['profile']} profile"
+            lines += verdict_markdown(st["verdicts"], title).splitlines() + [""]
+        return lines
     rows = [r for r in (_fig5_row(results), _fig8_row(results)) if r]
     lines = ["### The paper's claims (this run, one seed)", "", STUDY_HINT, ""]
     if rows:

@@ -36,12 +36,15 @@ def test_claims_without_notebook_07_name_the_missing_baseline():
 
 
 def test_a_study_replaces_the_single_run_rows_with_its_verdicts():
-    study = {"verdicts": [{"claim": "Fig 8: no skip more selective", "measured": "0.61 [0.55, 0.66]",
-                           "baseline": "0.42 [0.40, 0.44]", "verdict": "supported", "rule": "interval above"}]}
+    row = {"claim": "Fig 8: no skip more selective than skip under rotation (ratio difference)",
+           "measured": {"mean": 0.61, "lo": 0.55, "hi": 0.66, "n": 3}, "baseline": {"zero": 0.0},
+           "verdict": "supported", "rule": "interval above the baseline"}
+    study = {"msd_like": {"verdicts": [row], "seeds": [0, 1, 2], "profile": "quick"}}
     md = "\n".join(summary_lines({**RESULTS, "study": study}))
     assert STUDY_HINT not in md and "this run, one seed" not in md
-    assert "| Fig 8: no skip more selective | 0.61 [0.55, 0.66] | 0.42 [0.40, 0.44] | **supported** " \
-           "(interval above) |" in md
+    assert "msd_like phantoms, 3 seeds, quick profile" in md
+    assert "| Fig 8: no skip more selective than skip under rotation (ratio difference) | 0.61 [0.55, 0.66] (3)" in md
+    assert "**supported** | interval above the baseline |" in md
 
 
 def test_empty_results_still_render():
