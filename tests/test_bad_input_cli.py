@@ -1037,6 +1037,51 @@ def reproduce_runs_read_only(t, fx):
     return Spec(argv, [ro, t / "fig", t / "data"], [str(ro)])
 
 
+# ------------------------------------------------------------------------------------------- study
+
+def _study(t: Path, *extra: str) -> list[str]:
+    return ["study", "--profile", "smoke", "--out", str(t / "study"), "--figures", str(t / "fig"), *extra]
+
+
+@case
+def study_two_seeds(t, fx):
+    return Spec(_study(t, "--seeds", "2"), [t / "study", t / "fig"], ["--seeds"])
+
+
+@case
+def study_unknown_regime(t, fx):
+    return Spec(_study(t, "--regime", "mri"), [t / "study", t / "fig"], ["--regime"])
+
+
+@case
+def study_profile_is_a_list(t, fx):
+    p = _profile(t, "- a\n- b\n")
+    argv = _study(t)
+    argv[argv.index("smoke")] = str(p)
+    return Spec(argv, [t / "study", t / "fig"], [str(p)])
+
+
+@case
+def study_profile_missing(t, fx):
+    argv = _study(t)
+    argv[argv.index("smoke")] = "nosuchprofile"
+    return Spec(argv, [t / "study", t / "fig"], ["nosuchprofile"])
+
+
+@case
+def study_out_is_a_file(t, fx):
+    (t / "study").write_text("mine")
+    return Spec(_study(t), [t / "study", t / "fig"], [str(t / "study")])
+
+
+@case
+def study_figures_read_only(t, fx):
+    ro = read_only_dir(t)
+    argv = _study(t)
+    argv[argv.index("--figures") + 1] = str(ro / "fig")
+    return Spec(argv, [ro, t / "study"], [str(ro)])
+
+
 # ============================================================================================== test
 
 @pytest.fixture(scope="module")
@@ -1098,4 +1143,4 @@ def test_corpus_is_large_enough():
     assert len(CASES) >= 60
     commands = {name.split("_")[0] for name in CASES}
     assert commands >= {"synth", "info", "download", "train", "evaluate", "register", "decompose",
-                        "casestudy", "explore", "reproduce"}
+                        "casestudy", "explore", "reproduce", "study"}
