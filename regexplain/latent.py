@@ -175,11 +175,16 @@ class Decomposition:
         return np.cumsum(self.explained_variance_ratio)
 
     def project(self, latents: np.ndarray) -> np.ndarray:
-        """``(N, F)`` latents -> ``(N, K)`` coefficients ``a = (z - mean) U^T``."""
+        """``(N, F)`` latents -> ``(N, K)`` coefficients ``a = (z - mean) U^T`` (orthonormal rows, e.g. PCA),
+        or the least-squares coefficients ``(z - mean) pinv(U)`` for another basis (:mod:`regexplain.bases`)."""
         latents = np.asarray(latents, dtype=np.float64)
         if latents.ndim != 2 or latents.shape[1] != self.components.shape[1]:
             raise ValueError(f"latents must be (N, {self.components.shape[1]}), got {latents.shape}")
-        return (latents - self.mean) @ self.components.T.astype(np.float64)
+        u = self.components.astype(np.float64)
+        gram = u @ u.T
+        if np.allclose(gram, np.eye(len(u)), atol=1e-4):
+            return (latents - self.mean) @ u.T
+        return (latents - self.mean) @ np.linalg.pinv(u)
 
     def reconstruct(self, coeffs: np.ndarray) -> np.ndarray:
         """``(N, K)`` coefficients -> ``(N, F)`` latents ``mean + a U``."""

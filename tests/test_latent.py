@@ -167,3 +167,24 @@ def test_cli_decompose_and_casestudy(tmp_path):
     # a decomposition directory that is not one: one clear line, exit code 2
     assert main(["casestudy", "--model", str(tmp_path / "run"), "--decomposition", str(tmp_path),
                  "--out", str(tmp_path / "cs2"), "--device", "cpu"]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("basis", ["ica", "sefa", "supervised", "random_orthonormal"])
+def test_cli_decompose_in_another_basis(tmp_path, basis):
+    from regexplain.cli import main
+    from regexplain.data.synthetic import synthesize_hippocampus
+    from regexplain.latent import component_displacements
+
+    data = synthesize_hippocampus(tmp_path / "data", 12, (16, 16, 16), seed=0, progress=False)
+    assert main(["train", "--profile", "smoke", "--data", str(data), "--out", str(tmp_path / "run"),
+                 "--no-progress", "--device", "cpu"]) == 0
+    assert main(["decompose", "--model", str(tmp_path / "run"), "--out", str(tmp_path / "dec"), "-k", "3",
+                 "--device", "cpu", "--basis", basis]) == 0
+    dec = Decomposition.load(tmp_path / "dec")
+    assert dec.meta["basis"] == basis and dec.extra["val_coefficients"].shape[0] == 4
+    assert np.allclose(np.linalg.norm(dec.components, axis=1), 1.0, atol=1e-5)
+    from regexplain.checkpoint import load_model
+    model, _ = load_model(tmp_path / "run")
+    disp = component_displacements(model, dec, lam=1.0)                  # decodable like the PCA
+    assert np.all(np.isfinite(np.asarray(disp)))

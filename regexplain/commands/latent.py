@@ -19,6 +19,10 @@ def register(subparsers) -> None:
                    help="K (default: the config's latent.n_components)")
     p.add_argument("--batch-size", type=int_at_least(1), default=8)
     p.add_argument("--device", help="cpu | cuda | cuda:N (default: CUDA when present)")
+    p.add_argument("--basis", choices=("pca", "ica", "sparse_pca", "sefa", "supervised", "random_orthonormal"),
+                   default="pca", help="pca (the paper's, default), ica, sparse_pca, sefa (decoder weights, no data), "
+                   "supervised (phantoms' factors.csv), random_orthonormal (null); see regexplain.bases")
+    p.add_argument("--seed", type=int, default=0, help="seed of ica / sparse_pca / random_orthonormal")
     p.set_defaults(func=_decompose)
 
     c = subparsers.add_parser("casestudy", help="|a_j(X) - a_j(X')| under rotation / translation / scaling "
@@ -53,7 +57,7 @@ def _decompose(args: argparse.Namespace) -> int:
     from regexplain.checkpoint import checkpoint_path
     from regexplain.errors import UsageError
     from regexplain.io import check_writable
-    from regexplain.latent import Decomposition, encode_volumes
+    from regexplain.latent import encode_volumes
 
     check_writable(args.out)
     model, cfg, train, val = _load(args.model, args)
@@ -70,7 +74,8 @@ def _decompose(args: argparse.Namespace) -> int:
             "data": str(Path(cfg.data.root).absolute()), "K": k, "dataset": cfg.data.dataset,
             "working_shape": list(train.images.shape[2:]),
             "skip_connections": bool(cfg.model.skip_connections)}
-    dec = Decomposition.fit(z_tr, k, latent_shape=shape, meta=meta)
+    dec = _fit(args, z_tr, k, shape, model, cfg, train.ids)
+    dec.meta.update(meta, K=dec.n_components)   # supervised: one direction per known factor
     dec.extra.update(train_coefficients=dec.project(z_tr), val_coefficients=dec.project(z_va),
                      train_ids=np.asarray(train.ids, dtype=str), val_ids=np.asarray(val.ids, dtype=str))
     dec.save(args.out)
@@ -79,6 +84,26 @@ def _decompose(args: argparse.Namespace) -> int:
           f"{len(val.ids)} val: explained {s['total']:.1%}, first four {s['first4']:.1%}")
     print(f"decomposition: {args.out}")
     return 0
+
+
+def _fit(args, z_tr, k, shape, model, cfg, ids):
+    """The decomposition of the training codes in the requested basis (``--basis``)."""
+    from regexplain.bases import fit_basis
+    from regexplain.data.synthetic import read_factors
+    from regexplain.errors import UsageError
+
+    factors = None
+    if args.basis == "supervised":
+        root = Path(cfg.data.root)
+        if not (root / "factors.csv").is_file():
+            raise UsageError(f"--basis supervised: {root} has no factors.csv (phantoms only)")
+        fid, names, values = read_factors(root)
+        row = {i: n for n, i in enumerate(fid)}
+        factors = {name: values[[row[i] for i in ids], j] for j, name in enumerate(names)}
+    try:
+        return fit_basis(args.basis, z_tr, k, latent_shape=shape, model=model, factors=factors, seed=args.seed)
+    except ValueError as e:
+        raise UsageError(f"--basis {args.basis}: {e}") from e
 
 
 def _casestudy(args: argparse.Namespace) -> int:
