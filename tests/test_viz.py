@@ -235,6 +235,8 @@ def test_explorer_state_round_trips_through_the_url(tiny):
     again = build_explorer(model, dec, image, label, **kw)
     assert again.controls["plot"].value == box.controls["plot"].value
     assert parse_query("component=99&lam=nan&view=oblique&units=x&n=zz", 4) == {"component": 3}
+    wild = build_explorer(model, dec, image, label, **parse_query("lam=100&view=axial&slice=999", 4))
+    assert wild.explorer_state.lam == 3.0 and wild.explorer_state.indices["axial"] == image.shape[2] - 1
 
 
 def test_default_slice_goes_through_a_two_part_structure():

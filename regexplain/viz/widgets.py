@@ -152,8 +152,8 @@ def initial_state(model, decomposition, image, label, **kw) -> ExplorerState:
     state = ExplorerState(model, decomposition, img, lab, **kw)
     for v in VIEWS:
         state.indices.setdefault(v, default_index(lab, VIEW_AXIS[v]))
-    if state.index is not None:
-        state.indices[state.view] = int(state.index)
+    if state.index is not None:  # a hand-edited link may name a slice outside the volume
+        state.indices[state.view] = int(np.clip(state.index, 0, img.shape[VIEW_AXIS[state.view]] - 1))
     state.index = state.indices[state.view]
     return state
 
@@ -207,12 +207,13 @@ def build_explorer(model, decomposition, image, label, *, subjects: dict | None 
     state = initial_state(model, decomposition, image, label, **state_kw)
     k = int(decomposition.n_components)
     state.component = min(max(state.component, 0), k - 1)
+    state.lam = float(np.clip(state.lam, -state.lam_range(), state.lam_range()))  # the slider's range
     subj = W.Dropdown(options=list(subjects or {state.subject: None}), value=state.subject, description="subject")
     comp = W.IntSlider(value=state.component + 1, min=1, max=k, description="component")
     nshow = W.IntSlider(value=min(state.n_shown, MAX_SHOWN, k), min=1, max=min(MAX_SHOWN, k),
                         description="side by side")
     r = state.lam_range()
-    lam = W.FloatSlider(value=float(np.clip(state.lam, -r, r)), min=-r, max=r, step=LAM_STEP[state.units],
+    lam = W.FloatSlider(value=state.lam, min=-r, max=r, step=LAM_STEP[state.units],
                         description="λ (σ)" if state.units == "sigma" else "λ (abs.)", continuous_update=False)
     units = W.Dropdown(options=[("σ units", "sigma"), ("paper's absolute λ", "absolute")], value=state.units,
                        description="λ units")
