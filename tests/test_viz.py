@@ -196,6 +196,10 @@ def test_explorer_lambda_zero_is_the_identity_unless_literal(tiny):
     assert len(grid) == 3 and all(len(row) == 3 for row in grid)  # 3 components x 3 orthogonal views
     for sv in (sv for row in grid for sv in row):
         assert np.abs(sv.arrows).max() == 0 and (sv.warped_label == sv.moving_label).all()
+    fig, ax = plt.subplots()
+    plot_slice_view(ax, grid[0][0])
+    assert not any(hasattr(q, "U") for q in ax.collections)  # no quiver: not even zero-length dots
+    plt.close(fig)
     c["literal"].value = True
     sv = explorer_grid(state)[0][0]
     assert np.allclose(state.displacement(0), zero, atol=1e-5)  # literal: what the network decodes at 0

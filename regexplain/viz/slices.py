@@ -158,6 +158,11 @@ def _arrows(ax: Axes, sv: SliceView, step: int, scale: float | None, vmax: float
     if scale is None:
         scale = auto_arrow_scale(float(np.hypot(du, dv).max()) if du.size else 0.0, step)
     vmax = float(sv.norm.max()) if vmax is None else vmax
+    # quiver draws a zero-length arrow as a dot: an identity (λ = 0) must show no arrow at all
+    keep = (du != 0) | (dv != 0)
+    rows, cols, du, dv, norm = rows[keep], cols[keep], du[keep], dv[keep], norm[keep]
+    if not du.size:
+        return
     # quiver's own scale divides: 1/scale lengthens; 'xy' keeps (row, col) directions right on a flipped y
     ax.quiver(cols, rows, dv, du, norm, cmap=ARROW_CMAP, clim=(0.0, max(vmax, 1e-6)), angles="xy",
               scale_units="xy", scale=1.0 / scale, width=0.006, headwidth=3.5)
