@@ -90,17 +90,19 @@ INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
 
 @contextlib.contextmanager
-def inline_backend_env():
-    """``MPLBACKEND`` set to :data:`INLINE_BACKEND` for kernels started inside the block."""
-    old = os.environ.get("MPLBACKEND")
-    os.environ["MPLBACKEND"] = INLINE_BACKEND
+def kernel_env(**values: str):
+    """Environment variables for the kernels started inside the block, restored afterwards: the inline
+    backend (:data:`INLINE_BACKEND`) and no debugger notice about frozen modules, in the main job."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
     try:
         yield
     finally:
-        if old is None:
-            os.environ.pop("MPLBACKEND", None)
-        else:
-            os.environ["MPLBACKEND"] = old
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def model_config(profile: str, name: str, data_dir: str | Path = "data", seed: int | None = None) -> Config:
@@ -251,20 +253,6 @@ def to_ipynb(source: Path, out: Path) -> Path:
 KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
 
 
-@contextlib.contextmanager
-def _quiet_kernel_env():
-    """No debugger notice (frozen modules) from kernels started inside the block."""
-    old = os.environ.get("PYDEVD_DISABLE_FILE_VALIDATION")
-    os.environ["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("PYDEVD_DISABLE_FILE_VALIDATION", None)
-        else:
-            os.environ["PYDEVD_DISABLE_FILE_VALIDATION"] = old
-
-
 def execute_notebook(source: Path, out_dir: Path, parameters: dict[str, Any], *, timeout: int = 1800) -> Path:
     """Run one notebook with papermill; :class:`NotebookError` names the notebook and the failing cell."""
     import papermill as pm
@@ -275,7 +263,7 @@ def execute_notebook(source: Path, out_dir: Path, parameters: dict[str, Any], *,
     with tempfile.TemporaryDirectory() as tmp:
         nb = to_ipynb(source, Path(tmp) / f"{source.stem}.ipynb")
         try:
-            with inline_backend_env(), _quiet_kernel_env():
+            with kernel_env(MPLBACKEND=INLINE_BACKEND, PYDEVD_DISABLE_FILE_VALIDATION="1"):
                 pm.execute_notebook(str(nb), str(output), parameters=parameters, kernel_name="python3",
                                     cwd=str(REPO_ROOT), progress_bar=False, execution_timeout=timeout,
                                     extra_arguments=KERNEL_ARGS)
