@@ -366,15 +366,11 @@ def _strength_lines(quantitative: dict[str, Any]) -> list[str]:
 
 
 def case_summary(median_abs) -> dict[str, Any]:
-    """Headline of one transform's box plots: the top component (1-based), how far it stands above the
-    second (ratio of medians) and how many components exceed twice the median of the medians."""
-    import numpy as np
+    """Headline of one transform's box plots (:func:`regexplain.study.readout_from_medians`): the top
+    component (1-based), its ratio to the second median, the components above twice the median."""
+    from regexplain.study import readout_from_medians
 
-    med = np.asarray(median_abs, dtype=float)
-    order = np.argsort(med)[::-1]
-    second = med[order[1]] if med.size > 1 else float("nan")
-    return {"top": int(order[0]) + 1, "ratio": float(med[order[0]] / max(second, 1e-12)),
-            "n_active": int((med > 2 * np.median(med)).sum())}
+    return readout_from_medians(median_abs)
 
 
 def write_results(figures_dir: str | Path, profile: str) -> dict[str, Any]:

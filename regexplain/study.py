@@ -54,15 +54,20 @@ RULES = {
 
 # ------------------------------------------------------------------------------------------ read-out
 
-def readout(abs_deltas: np.ndarray, n_show: int = N_SHOW) -> dict[str, Any]:
-    """The paper's reading of Fig 5 from ``|Δa|`` ``(N, K)``: top component (1-based) by median, the
-    ratio of the top median to the second, and the number of components above twice the median of the
-    medians, over the first ``n_show`` components."""
-    med = np.median(np.abs(np.asarray(abs_deltas, np.float64))[:, :n_show], axis=0)
+def readout_from_medians(median_abs: Sequence[float]) -> dict[str, Any]:
+    """The paper's reading of Fig 5 from the per-component medians of ``|Δa|``: top component (1-based),
+    the ratio of the top median to the second, and the number of components above twice the median of
+    the medians."""
+    med = np.asarray(median_abs, np.float64)
     order = np.argsort(med)[::-1]
     second = med[order[1]] if med.size > 1 else float("nan")
     return {"top": int(order[0]) + 1, "ratio": float(med[order[0]] / max(second, 1e-12)),
             "n_active": int((med > 2 * np.median(med)).sum())}
+
+
+def readout(abs_deltas: np.ndarray, n_show: int = N_SHOW) -> dict[str, Any]:
+    """:func:`readout_from_medians` of ``|Δa|`` ``(N, K)`` over the first ``n_show`` components."""
+    return readout_from_medians(np.median(np.abs(np.asarray(abs_deltas, np.float64))[:, :n_show], axis=0))
 
 
 def readout_nulls(deltas: np.ndarray, coeffs_train: np.ndarray, variances: np.ndarray, n_null: int = 200,

@@ -22,12 +22,16 @@ def int_at_least(low: int) -> Callable[[str], int]:
     return parse
 
 
-def positive_float(text: str) -> float:
-    """A finite ``float`` > 0."""
+def _number(text: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+
+
+def positive_float(text: str) -> float:
+    """A finite ``float`` > 0."""
+    value = _number(text)
     if not (value > 0 and value != float("inf")):
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return value
@@ -35,10 +39,7 @@ def positive_float(text: str) -> float:
 
 def fraction(text: str) -> float:
     """A ``float`` strictly between 0 and 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    value = _number(text)
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text}")
     return value
