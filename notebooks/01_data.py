@@ -18,17 +18,17 @@ INTERACTIVE = True
 # %%
 import numpy as np
 
-from regexplain import pipeline
+from regexplain import pipeline, runs
 from regexplain.data.pairs import load_splits
 from regexplain.data.synthetic import read_factors
-from regexplain.io import write_json
+from regexplain.results import save_results
 from regexplain.viz.figures import plot_factor_histograms, plot_slice_grid, save_figure
 from regexplain.viz.slices import slice_view
 
 DATA_DIR, FIGURES_DIR = pipeline.notebook_setup(INTERACTIVE, DATA_DIR, FIGURES_DIR)
-cfgs = {ds: pipeline.model_config(PROFILE, f"{ds}_noskip", DATA_DIR) for ds in ("hippocampus", "lung")}
+cfgs = {ds: runs.model_config(PROFILE, f"{ds}_noskip", DATA_DIR) for ds in ("hippocampus", "lung")}
 for ds, cfg in cfgs.items():
-    print(ds, "->", pipeline.ensure_data(cfg))
+    print(ds, "->", runs.ensure_data(cfg))
 
 # %% [markdown]
 # ## Hippocampus: slices with label contours
@@ -90,8 +90,9 @@ fig = plot_slice_grid(grid, col_labels=patients, row_labels=[lung_train.ids[by_g
 save_figure(fig, FIGURES_DIR / "data_lung_pairs.png");
 
 # %%
-write_json(FIGURES_DIR / "results_01_data.json", {
-    "hippocampus": {"n_train": len(hip_train.ids), "n_val": len(hip_val.ids),
-                    "shape": list(hip_train.images.shape[2:])},
-    "lung": {"n_train": len(lung_train.ids), "n_val": len(lung_val.ids), "shape": list(lung_train.images.shape[2:])},
-    "factors": factor_summary})
+save_results(FIGURES_DIR, "01_data", {},
+             hippocampus={"n_train": len(hip_train.ids), "n_val": len(hip_val.ids),
+                          "shape": list(hip_train.images.shape[2:])},
+             lung={"n_train": len(lung_train.ids), "n_val": len(lung_val.ids),
+                   "shape": list(lung_train.images.shape[2:])},
+             factors=factor_summary);

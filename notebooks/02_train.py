@@ -23,15 +23,15 @@ import json
 
 from IPython.display import Markdown
 
-from regexplain import pipeline
-from regexplain.io import write_json
+from regexplain import pipeline, runs
+from regexplain.results import save_results, table_markdown
 from regexplain.viz.figures import plot_loss_curves, save_figure
 
 DATA_DIR, RUNS_DIR, FIGURES_DIR = pipeline.notebook_setup(INTERACTIVE, DATA_DIR, RUNS_DIR, FIGURES_DIR)
-for name in pipeline.MODELS:
-    cfg = pipeline.model_config(PROFILE, name, DATA_DIR, SEED)
-    print(pipeline.ensure_data(cfg))
-    print(pipeline.ensure_trained(cfg, pipeline.run_dir(RUNS_DIR, PROFILE, name)))
+for name in runs.MODELS:
+    cfg = runs.model_config(PROFILE, name, DATA_DIR, SEED)
+    print(runs.ensure_data(cfg))
+    print(runs.ensure_trained(cfg, runs.run_dir(RUNS_DIR, PROFILE, name)))
 
 # %% [markdown]
 # ## Loss curves
@@ -39,8 +39,8 @@ for name in pipeline.MODELS:
 
 # %%
 logs, metrics = {}, {}
-for name in pipeline.MODELS:
-    rd = pipeline.run_dir(RUNS_DIR, PROFILE, name)
+for name in runs.MODELS:
+    rd = runs.run_dir(RUNS_DIR, PROFILE, name)
     logs[name] = [json.loads(line) for line in (rd / "log.jsonl").read_text().splitlines() if line.strip()]
     metrics[name] = json.loads((rd / "metrics.json").read_text())
 fig = plot_loss_curves(logs, key="loss", val_key="dice_after")
@@ -55,13 +55,12 @@ save_figure(fig, FIGURES_DIR / "loss_curves.png");
 # %%
 rows = []
 for name, m in metrics.items():
-    paper = pipeline.PAPER["dice"][name]
-    rows.append({"model": name, "steps": m.get("steps"), "dice before": m["dice_before"],
-                 "dice after": m["dice_after"], "paper before": paper["before"], "paper after": paper["after"],
-                 "folding %": m.get("folding_pct"), "minutes": m.get("wall_seconds", 0) / 60})
-Markdown(pipeline.markdown_table(rows))
+    paper = runs.PAPER["dice"][name]
+    rows.append({"model": name, "steps": m.get("steps"), "dice_before": m["dice_before"],
+                 "dice_after": m["dice_after"], "paper_before": paper["before"], "paper_after": paper["after"],
+                 "folding_pct": m.get("folding_pct"), "sdlogj": m.get("sdlogj"),
+                 "minutes": m.get("wall_seconds", 0) / 60})
+Markdown(table_markdown("dice", rows))
 
 # %%
-write_json(FIGURES_DIR / "results_02_train.json", {"dice": {
-    name: {k: m.get(k) for k in ("steps", "dice_before", "dice_after", "folding_pct", "sdlogj", "wall_seconds")}
-    for name, m in metrics.items()}})
+save_results(FIGURES_DIR, "02_train", {"dice": rows});

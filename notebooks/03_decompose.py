@@ -17,13 +17,13 @@ INTERACTIVE = True
 # %%
 from IPython.display import Markdown
 
-from regexplain import pipeline
-from regexplain.io import write_json
+from regexplain import pipeline, runs
+from regexplain.results import save_results, table_markdown
 from regexplain.viz.figures import plot_explained_variance, save_figure
 
 DATA_DIR, RUNS_DIR, FIGURES_DIR = pipeline.notebook_setup(INTERACTIVE, DATA_DIR, RUNS_DIR, FIGURES_DIR)
-runs = {name: pipeline.load_run(PROFILE, name, RUNS_DIR, DATA_DIR) for name in pipeline.MODELS}
-for name, run in runs.items():
+models = {name: runs.load_run(PROFILE, name, RUNS_DIR, DATA_DIR) for name in runs.MODELS}
+for name, run in models.items():
     d = run.decomposition
     print(f"{name}: {d.components.shape[1]} latent features {d.latent_shape}, K = {d.n_components}, "
           f"fitted on {d.meta.get('n_train')} training volumes")
@@ -33,23 +33,23 @@ for name, run in runs.items():
 # Left: the share of each component; right: the cumulative share, with the paper's values as stars.
 
 # %%
-ratios = {name: run.decomposition.explained_variance_ratio for name, run in runs.items()}
-fig = plot_explained_variance(ratios, pipeline.PAPER["explained_variance"])
+ratios = {name: run.decomposition.explained_variance_ratio for name, run in models.items()}
+fig = plot_explained_variance(ratios, runs.PAPER["explained_variance"])
 save_figure(fig, FIGURES_DIR / "explained_variance.png");
 
 # %%
-summary = {name: run.decomposition.summary() for name, run in runs.items()}
+summary = {name: run.decomposition.summary() for name, run in models.items()}
 rows = []
 for name, s in summary.items():
-    paper = pipeline.PAPER["explained_variance"].get(name, {})
-    rows.append({"model": name, "K": s["K"], "all K": s["total"], "first 4": s["first4"],
-                 "paper K=32": paper.get("K32", "–"), "paper first 4": paper.get("first4", "–")})
-Markdown(pipeline.markdown_table(rows, 2))
+    paper = runs.PAPER["explained_variance"].get(name, {})
+    rows.append({"model": name, "K": s["K"], "total": s["total"], "first4": s["first4"],
+                 "paper_K32": paper.get("K32"), "paper_first4": paper.get("first4")})
+Markdown(table_markdown("explained_variance", rows))
 
 # %% [markdown]
 # With fewer training volumes than 33 (smoke profile) K is capped at N - 1 and "all K" covers everything
 # by construction; the comparison with the paper is meaningful from the quick profile on.
 
 # %%
-write_json(FIGURES_DIR / "results_03_decompose.json", {"explained_variance": {
-    name: {k: s[k] for k in ("K", "total", "first4", "explained_variance_ratio")} for name, s in summary.items()}})
+save_results(FIGURES_DIR, "03_decompose", {"explained_variance": rows},
+             explained_variance_ratio={name: s["explained_variance_ratio"] for name, s in summary.items()});

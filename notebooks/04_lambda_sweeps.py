@@ -26,10 +26,11 @@ LITERAL_D = False
 # %%
 import numpy as np
 
-from regexplain import pipeline
+from regexplain import pipeline, runs
 from regexplain.app.page import explorer_panel
-from regexplain.io import write_bytes, write_json
+from regexplain.io import write_bytes
 from regexplain.latent import component_displacements
+from regexplain.results import save_results
 from regexplain.viz.figures import plot_slice_grid, save_figure
 from regexplain.viz.interactive import component_views, explorer_figure, write_html
 from regexplain.viz.slices import slice_view
@@ -39,8 +40,8 @@ DATA_DIR, RUNS_DIR, FIGURES_DIR = pipeline.notebook_setup(INTERACTIVE, DATA_DIR,
 LAM_SIGMA = 3.0                          # strength of the component figures, in σ units
 PAPER_LAMBDAS = [-200, -100, 0, 100, 200]
 SIGMA_LAMBDAS = [-3, -1.5, 0, 1.5, 3]
-lung = pipeline.load_run(PROFILE, "lung_noskip", RUNS_DIR, DATA_DIR)
-hip = pipeline.load_run(PROFILE, "hippocampus_noskip", RUNS_DIR, DATA_DIR)
+lung = runs.load_run(PROFILE, "lung_noskip", RUNS_DIR, DATA_DIR)
+hip = runs.load_run(PROFILE, "hippocampus_noskip", RUNS_DIR, DATA_DIR)
 
 
 def subject(run, k):
@@ -173,7 +174,7 @@ for run, view, name in ((hip, "sagittal", "hippocampus"), (lung, "coronal", "lun
     write_html(fig, FIGURES_DIR / f"explorer_{name}.html")
 
 # %%
-write_json(FIGURES_DIR / "results_04_lambda_sweeps.json", {
-    "lam_sigma": LAM_SIGMA, "lung_sigma_first4": lung.decomposition.sigma[:4].tolist(),
-    "hippocampus_sigma_first4": hip.decomposition.sigma[:4].tolist(),
-    "fig3_mean_displacement_in_lungs_DHW": sweep})
+save_results(FIGURES_DIR, "04_lambda_sweeps", {},
+             lam_sigma=LAM_SIGMA, lung_sigma_first4=lung.decomposition.sigma[:4].tolist(),
+             hippocampus_sigma_first4=hip.decomposition.sigma[:4].tolist(),
+             fig3_mean_displacement_in_lungs_DHW=sweep);

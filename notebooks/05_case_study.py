@@ -17,13 +17,14 @@ INTERACTIVE = True
 # %%
 from IPython.display import Markdown
 
-from regexplain import pipeline
+from regexplain import pipeline, runs
 from regexplain.analysis import case_study, summarize_case_study
-from regexplain.io import write_json
+from regexplain.results import save_results, table_markdown
+from regexplain.study import readout_from_medians
 from regexplain.viz.figures import plot_delta_boxplots, save_figure
 
 DATA_DIR, RUNS_DIR, FIGURES_DIR = pipeline.notebook_setup(INTERACTIVE, DATA_DIR, RUNS_DIR, FIGURES_DIR)
-hip = pipeline.load_run(PROFILE, "hippocampus_noskip", RUNS_DIR, DATA_DIR)
+hip = runs.load_run(PROFILE, "hippocampus_noskip", RUNS_DIR, DATA_DIR)
 deltas = case_study(hip.model, hip.decomposition, hip.val.images)
 {name: d.shape for name, d in deltas.items()}
 
@@ -38,9 +39,9 @@ save_figure(fig, FIGURES_DIR / "fig5_case_study.png");
 
 # %%
 full = summarize_case_study(deltas, hip.decomposition.sigma)
-summary = {t: pipeline.case_summary(s["median_abs"]) for t, s in full.items()}
-Markdown(pipeline.markdown_table([{"transform": t, **s} for t, s in summary.items()], 2))
+rows = [{"model": "hippocampus_noskip", "transform": t, **readout_from_medians(s["median_abs"])}
+        for t, s in full.items()]
+Markdown(table_markdown("case_study", rows))
 
 # %%
-write_json(FIGURES_DIR / "results_05_case_study.json",
-           {"summary": {"hippocampus_noskip": summary}, "details": {"hippocampus_noskip": full}})
+save_results(FIGURES_DIR, "05_case_study", {"case_study": rows}, details={"hippocampus_noskip": full});

@@ -23,15 +23,16 @@ INTERACTIVE = True
 # %%
 from IPython.display import Markdown
 
-from regexplain import pipeline
+from regexplain import pipeline, runs
 from regexplain.analysis import case_study, summarize_case_study
-from regexplain.io import write_json
+from regexplain.results import save_results, table_markdown
+from regexplain.study import readout_from_medians
 from regexplain.viz.figures import plot_skip_ablation, save_figure
 
 DATA_DIR, RUNS_DIR, FIGURES_DIR = pipeline.notebook_setup(INTERACTIVE, DATA_DIR, RUNS_DIR, FIGURES_DIR)
-runs = {name: pipeline.load_run(PROFILE, name, RUNS_DIR, DATA_DIR) for name in ("hippocampus_noskip",
-                                                                                 "hippocampus_skip")}
-deltas = {name: case_study(run.model, run.decomposition, run.val.images) for name, run in runs.items()}
+models = {name: runs.load_run(PROFILE, name, RUNS_DIR, DATA_DIR) for name in ("hippocampus_noskip",
+                                                                              "hippocampus_skip")}
+deltas = {name: case_study(run.model, run.decomposition, run.val.images) for name, run in models.items()}
 
 # %%
 fig = plot_skip_ablation(deltas["hippocampus_noskip"], deltas["hippocampus_skip"], 10)
@@ -42,11 +43,9 @@ fig = plot_skip_ablation(deltas["hippocampus_noskip"], deltas["hippocampus_skip"
 save_figure(fig, FIGURES_DIR / "fig8_skip_ablation_normalised.png");
 
 # %%
-summary = {name: {t: pipeline.case_summary(s["median_abs"])
-                  for t, s in summarize_case_study(d, runs[name].decomposition.sigma).items()}
-           for name, d in deltas.items()}
-Markdown(pipeline.markdown_table([{"model": m, "transform": t, **s} for m, per in summary.items()
-                                  for t, s in per.items()], 2))
+rows = [{"model": name, "transform": t, **readout_from_medians(s["median_abs"])}
+        for name, d in deltas.items() for t, s in summarize_case_study(d, models[name].decomposition.sigma).items()]
+Markdown(table_markdown("case_study", rows))
 
 # %%
-write_json(FIGURES_DIR / "results_06_skip_ablation.json", {"summary": summary})
+save_results(FIGURES_DIR, "06_skip_ablation", {"case_study": rows});

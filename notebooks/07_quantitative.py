@@ -19,15 +19,15 @@ INTERACTIVE = True
 # %%
 from IPython.display import Markdown
 
-from regexplain import pipeline
-from regexplain.analysis import TRANSFORM_NAMES, interpretability_report
+from regexplain import pipeline, runs
+from regexplain.analysis import interpretability_report, score_rows, selectivity_rows
 from regexplain.data.synthetic import read_factors
-from regexplain.io import write_json
+from regexplain.results import records_markdown, save_results, table_markdown
 from regexplain.viz.figures import plot_component_bars, plot_observed_vs_null, plot_selectivity_by_strength, save_figure
 
 DATA_DIR, RUNS_DIR, FIGURES_DIR = pipeline.notebook_setup(INTERACTIVE, DATA_DIR, RUNS_DIR, FIGURES_DIR)
 N_NULL = 5 if PROFILE == "smoke" else 20
-hip = pipeline.load_run(PROFILE, "hippocampus_noskip", RUNS_DIR, DATA_DIR)
+hip = runs.load_run(PROFILE, "hippocampus_noskip", RUNS_DIR, DATA_DIR)
 report = interpretability_report(hip.model, hip.decomposition, hip.train, hip.val, read_factors(hip.cfg.data.root),
                                  n_null=N_NULL, n_boot=N_NULL, seed=SEED)
 
@@ -50,14 +50,12 @@ if "fields" in report:
     scores["hippocampus_noskip deformation-field PCA"] = headline(report["fields"])
 
 # The skip-connection model scored the same way (the paper's Fig 8 as numbers).
-skip = pipeline.load_run(PROFILE, "hippocampus_skip", RUNS_DIR, DATA_DIR)
+skip = runs.load_run(PROFILE, "hippocampus_skip", RUNS_DIR, DATA_DIR)
 report_skip = interpretability_report(skip.model, skip.decomposition, skip.train, skip.val,
                                       read_factors(skip.cfg.data.root), n_null=N_NULL, n_boot=N_NULL, seed=SEED,
                                       field_baseline=False)
 scores["hippocampus_skip latent PCA"] = headline(report_skip["latent"])
-Markdown(pipeline.markdown_table([{"basis": b, "score": k, "observed": v["observed"], "null mean": v["null_mean"],
-                                   "null 95 %": v["null_p95"], "p": v["p_value"]}
-                                  for b, s in scores.items() for k, v in s.items()], 3))
+Markdown(table_markdown("scores", score_rows(scores)))
 
 # %%
 plotted = {b: {k: v for k, v in s.items() if not k.startswith("R²")} for b, s in scores.items()}
@@ -80,12 +78,9 @@ fig = plot_selectivity_by_strength(sweeps, key="mean_top_share", title="mean res
 save_figure(fig, FIGURES_DIR / "selectivity_by_strength.png");
 fig = plot_selectivity_by_strength(sweeps, key="top_share", title="per subject: median top share")
 save_figure(fig, FIGURES_DIR / "selectivity_by_strength_per_subject.png");
-Markdown(pipeline.markdown_table([
-    {"model": m, "transform": t, "strength": st, "mean: top share": r["mean_top_share"]["observed"],
-     "mean: null p95": r["mean_top_share"]["null_p95"], "mean: component": r["mean_top_component"] + 1,
-     "subject: top share": r["top_share"]["observed"], "subject: null p95": r["top_share"]["null_p95"],
-     "coherence": r["coherence"]}
-    for m, sw in sweeps.items() for t in TRANSFORM_NAMES for st, r in zip(sw["strengths"], sw[t], strict=True)], 2))
+strength_rows = (selectivity_rows("hippocampus_noskip", sweeps["no skip"])
+                 + selectivity_rows("hippocampus_skip", sweeps["skip"]))
+Markdown(table_markdown("selectivity_by_strength", strength_rows))
 
 # %% [markdown]
 # ## Affine fraction of each elementary transformation
@@ -99,10 +94,10 @@ comps = report["latent"]["affine"]["components"]
 fractions = {p: [c.get(p, 0.0) for c in comps] for p in parts if p in comps[0]}
 fig = plot_component_bars(fractions, ylabel="share of displacement energy", title="affine content per component")
 save_figure(fig, FIGURES_DIR / "affine_fractions.png");
-Markdown(pipeline.markdown_table([{"component": i + 1, **{p: v[i] for p, v in fractions.items()},
-                                   "non-affine": c.get("nonaffine")} for i, c in enumerate(comps)], 2))
+Markdown(records_markdown([{"component": i + 1, **{p: v[i] for p, v in fractions.items()},
+                           "non-affine": c.get("nonaffine")} for i, c in enumerate(comps)], 2))
 
 # %%
-write_json(FIGURES_DIR / "results_07_quantitative.json",
-           {"scores": scores,
-            "affine_fractions": fractions, "report": report, "report_skip": report_skip})
+save_results(FIGURES_DIR, "07_quantitative",
+             {"scores": score_rows(scores), "selectivity_by_strength": strength_rows},
+             affine_fractions=fractions, report=report, report_skip=report_skip);

@@ -296,6 +296,22 @@ def selectivity_by_strength(model, dec: Decomposition, images: torch.Tensor, coe
     return out
 
 
+def score_rows(scores: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of the ``scores`` result table from ``{model or basis: {score: null summary or number}}``."""
+    return [{"model": m, "score": k, **(v if isinstance(v, Mapping) else {"observed": v})}
+            for m, per in scores.items() for k, v in per.items()]
+
+
+def selectivity_rows(model_name: str, sweep: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Rows of the ``selectivity_by_strength`` result table (:mod:`regexplain.results`) from one
+    :func:`selectivity_by_strength` sweep, transforms in :data:`TRANSFORM_NAMES` order."""
+    return [{"model": model_name, "transform": t, "strength": st,
+             "mean_response": r["mean_top_share"]["observed"], "mean_component": r["mean_top_component"] + 1,
+             "mean_null_p95": r["mean_top_share"]["null_p95"], "per_subject": r["top_share"]["observed"],
+             "per_subject_null_p95": r["top_share"]["null_p95"], "coherence": r["coherence"]}
+            for t in TRANSFORM_NAMES if t in sweep for st, r in zip(sweep["strengths"], sweep[t], strict=True)]
+
+
 def interpretability_report(model, dec: Decomposition, train_set, val_set,
                             factors: tuple[Sequence[str], Sequence[str], np.ndarray], *, k_info: int = 8,
                             n_null: int = 20, n_boot: int = 20, n_affine: int = 8, seed: int = 0,

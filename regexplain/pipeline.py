@@ -11,47 +11,28 @@ Stages, each printed with its wall time:
    failing notebook stops the run with its name and the failing cell;
 5. merge the notebooks' ``results_*.json`` into ``figures/results.json`` and ``figures/RESULTS.md``.
 
-Notebooks import the helpers here (:func:`model_config`, :func:`load_run`) so they open exactly what the
-pipeline trained.
+Notebooks open what the pipeline trained with :func:`regexplain.runs.load_run` and save their numbers with
+:func:`regexplain.results.save_results`; this module holds the notebook helpers, the papermill runner and
+the job itself.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from regexplain.config import Config, load_config
+from regexplain.config import load_config
 from regexplain.errors import RegexplainError
-from regexplain.io import write_json, write_text
+from regexplain.results import write_results
+from regexplain.runs import MODELS, ensure_data, ensure_decomposition, ensure_trained, model_config, run_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
-
-#: run name -> (dataset, skip connections)
-MODELS: dict[str, tuple[str, bool]] = {
-    "hippocampus_noskip": ("hippocampus", False),
-    "hippocampus_skip": ("hippocampus", True),
-    "lung_noskip": ("lung", False),
-}
-
-#: The paper's numbers (Estienne et al. 2021, sections 3.3 and 4).
-PAPER = {
-    "dice": {"hippocampus_noskip": {"before": 0.59, "after": 0.76},
-             "hippocampus_skip": {"before": 0.59, "after": 0.85},
-             "lung_noskip": {"before": 0.74, "after": 0.90},
-             "lung_skip": {"before": 0.74, "after": 0.92}},
-    "explained_variance": {"lung_noskip": {"K32": 0.95, "first4": 0.42},
-                           "hippocampus_noskip": {"K32": 0.93, "first4": 0.62}},
-}
-
 
 #: Notebooks that score components against ground-truth factors (phantoms only).
 FACTOR_NOTEBOOKS = ("07_quantitative",)
@@ -61,14 +42,7 @@ class NotebookError(RegexplainError, RuntimeError):
     """A notebook of the main job failed; the message names the notebook and the cell."""
 
 
-# ------------------------------------------------------------------------------------------ configs
-
-def _data_root(cfg_root: str, data_dir: str | Path) -> Path:
-    """Profile roots are written relative to ``data/``; move them under ``data_dir``."""
-    p = Path(cfg_root)
-    rel = p.relative_to("data") if p.parts and p.parts[0] == "data" else p
-    return Path(data_dir) / rel if not p.is_absolute() else p
-
+# ----------------------------------------------------------------------------------------- notebooks
 
 def repo_path(p: str | Path) -> Path:
     """Relative paths in notebook parameters mean the repository root, wherever Jupyter was started."""
@@ -104,128 +78,6 @@ def kernel_env(**values: str):
             else:
                 os.environ[k] = v
 
-
-def model_config(profile: str, name: str, data_dir: str | Path = "data", seed: int | None = None) -> Config:
-    """The config of one of the three :data:`MODELS` under ``profile``, data root under ``data_dir``."""
-    if name not in MODELS:
-        raise RegexplainError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
-    dataset, skip = MODELS[name]
-    base = load_config(profile, dataset)
-    over: dict[str, Any] = {"model": {"skip_connections": skip},
-                            "data": {"root": str(_data_root(base.data.root, data_dir))}}
-    if seed is not None:
-        over["train"] = {"seed": int(seed)}
-    return load_config(profile, dataset, over)
-
-
-def run_dir(runs_dir: str | Path, profile: str, name: str) -> Path:
-    return Path(runs_dir) / profile / name
-
-
-# --------------------------------------------------------------------------------------------- data
-
-def dataset_present(root: str | Path) -> bool:
-    """A dataset is there when its root holds any NIfTI volume (MSD or lung layout)."""
-    root = Path(root)
-    return root.is_dir() and next(root.rglob("*.nii.gz"), None) is not None
-
-
-def ensure_data(cfg: Config, *, progress: bool = False) -> str:
-    """Synthesise the dataset of ``cfg`` unless its root already holds one; returns what happened.
-
-    Synthesis itself (shapes: the 64^3 MSD patch, the paper's lung shape) belongs to
-    :func:`regexplain.data.pairs.ensure_data`; preprocessing then crops and resamples as for real data.
-    """
-    from regexplain.data.pairs import ensure_data as synthesise_if_missing
-
-    root = Path(cfg.data.root)
-    if dataset_present(root):
-        return f"found {root}"
-    synthesise_if_missing(cfg.data, progress=progress)
-    return f"synthesised {cfg.data.n_subjects} {cfg.data.dataset} phantoms into {root}"
-
-
-# ------------------------------------------------------------------------------------------ training
-
-def run_finished(rd: str | Path) -> bool:
-    """``train`` writes ``metrics.json`` only after its last step."""
-    rd = Path(rd)
-    return (rd / "checkpoint.pt").is_file() and (rd / "metrics.json").is_file()
-
-
-def ensure_trained(cfg: Config, rd: str | Path, *, force: bool = False, progress: bool = False) -> str:
-    """Train into ``rd`` unless a finished run is there; resume an unfinished one."""
-    from regexplain.train import train
-
-    rd = Path(rd)
-    if force and rd.exists():
-        shutil.rmtree(rd)
-    if run_finished(rd):
-        return f"reused {rd}"
-    resume = (rd / "checkpoint.pt").is_file()
-    m = train(cfg, rd, resume=resume, progress=progress)
-    return (f"{'resumed' if resume else 'trained'} {rd}: {m.get('steps')} steps, Dice "
-            f"{m.get('dice_before', float('nan')):.3f} -> {m.get('dice_after', float('nan')):.3f}")
-
-
-# ------------------------------------------------------------------------------------ decomposition
-
-def ensure_decomposition(rd: str | Path, *, data=None, force: bool = False):
-    """PCA of the training latents of the model in ``rd``, cached in ``rd/decomposition``.
-
-    ``K = min(cfg.latent.n_components, n_train - 1)``; training-set coefficients are stored as
-    ``extra["train_coeffs"]``.
-    """
-    from regexplain.checkpoint import load_model
-    from regexplain.data.pairs import load_splits
-    from regexplain.latent import Decomposition, encode_volumes
-
-    rd = Path(rd)
-    out = rd / "decomposition"
-    ckpt = rd / "checkpoint.pt"
-    if not force and (out / "decomposition.npz").is_file() \
-            and (out / "decomposition.npz").stat().st_mtime >= ckpt.stat().st_mtime:
-        return Decomposition.load(out)
-    model, cfg = load_model(rd, device="cpu")
-    train_set, _ = data if data is not None else load_splits(cfg.data)
-    z = encode_volumes(model, train_set.images)
-    k = min(cfg.latent.n_components, z.shape[0] - 1)
-    dec = Decomposition.fit(z, k, latent_shape=model.latent_shape(cfg.data.shape),
-                            meta={"checkpoint": str(ckpt.absolute()), "data": str(Path(cfg.data.root).absolute())})
-    dec.extra["train_coeffs"] = dec.project(z).astype("float32")
-    dec.save(out)
-    return dec
-
-
-@dataclass
-class Run:
-    """One trained model with its data and decomposition, as notebooks use it."""
-    name: str
-    model: Any
-    cfg: Config
-    train: Any
-    val: Any
-    decomposition: Any
-    run_dir: Path
-
-
-def load_run(profile: str, name: str, runs_dir: str | Path = "runs", data_dir: str | Path = "data") -> Run:
-    """Open a model trained by :func:`reproduce` (CPU, eval mode) with its splits and decomposition."""
-    from regexplain.checkpoint import load_model
-    from regexplain.data.pairs import load_splits
-
-    rd = run_dir(runs_dir, profile, name)
-    if not run_finished(rd):
-        raise RegexplainError(f"{rd}: no finished training run; run `regexplain reproduce --profile {profile}`")
-    model, _ = load_model(rd, device="cpu")
-    model.eval()
-    cfg = model_config(profile, name, data_dir)  # data paths from this machine, not the checkpoint's
-    data = load_splits(cfg.data)
-    dec = ensure_decomposition(rd, data=data)
-    return Run(name, model, cfg, data[0], data[1], dec, rd)
-
-
-# ----------------------------------------------------------------------------------------- notebooks
 
 def notebook_sources(notebook_dir: str | Path = NOTEBOOK_DIR) -> list[Path]:
     """The numbered py:percent notebooks, in order."""
@@ -271,113 +123,6 @@ def execute_notebook(source: Path, out_dir: Path, parameters: dict[str, Any], *,
             raise NotebookError(f"notebook {source.name} failed in cell {e.cell_index} (execution count "
                                 f"{e.exec_count}): {e.ename}: {e.evalue} -- executed copy: {output}") from e
     return output
-
-
-# ------------------------------------------------------------------------------------------- results
-
-def merge_results(figures_dir: str | Path) -> dict[str, Any]:
-    """Merge every ``results_*.json`` a notebook wrote into one dict keyed by notebook stem."""
-    figures_dir = Path(figures_dir)
-    merged: dict[str, Any] = {"paper": PAPER}
-    for p in sorted(figures_dir.glob("results_*.json")):
-        merged[p.stem.removeprefix("results_")] = json.loads(p.read_text())
-    studies = {p.stem.removeprefix("study_"): json.loads(p.read_text())
-               for p in sorted(figures_dir.glob("study_*.json"))}
-    if studies:
-        merged["study"] = studies
-    return merged
-
-
-def _f(x: Any, digits: int = 2) -> str:
-    return f"{x:.{digits}f}" if isinstance(x, (int, float)) else "–"
-
-
-def markdown_table(rows: Sequence[dict[str, Any]], digits: int = 3) -> str:
-    """A list of same-keyed dicts as a Markdown table (notebooks display it without pandas)."""
-    if not rows:
-        return ""
-    keys = list(rows[0])
-    cell = lambda v: _f(v, digits) if isinstance(v, float) else str(v)  # noqa: E731
-    out = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    out += ["| " + " | ".join(cell(r.get(k)) for k in keys) + " |" for r in rows]
-    return "\n".join(out)
-
-
-def _md_section(title: str, header: Sequence[str], rows: Sequence[Sequence[str]], note: str = "") -> list[str]:
-    """Lines of one RESULTS.md section: a title, an optional note, a table of pre-formatted cells."""
-    if not rows:
-        return []
-    lines = [f"## {title}", ""] + ([note, ""] if note else [])
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(r) + " |" for r in rows] + [""]
-
-
-def results_markdown(results: dict[str, Any], profile: str) -> str:
-    """``RESULTS.md``: every table beside the paper's values."""
-    from regexplain.summary import summary_lines
-
-    lines = [f"# Results ({profile} profile)", "",
-             "Generated by `regexplain reproduce`; paper values from Estienne et al. 2021.", ""]
-    lines += summary_lines(results) + ["## Details", ""]
-    # Dice and explained variance are in the summary above: each table once
-    # Fig 8 repeats Fig 5's model beside the skip model: each (model, transform) row once
-    case = {(model, t): s for key in ("05_case_study", "06_skip_ablation")
-            for model, per in results.get(key, {}).get("summary", {}).items() for t, s in per.items()}
-    lines += _md_section("Case study (Fig 5) and skip ablation (Fig 8)",
-                         ["model", "transform", "top component", "top / second median", "components above 2x median"],
-                         [[model, t, str(s.get("top")), _f(s.get("ratio")), str(s.get("n_active"))]
-                          for (model, t), s in case.items()],
-                         "Paper: one component stands out for rotation and translation, two for scaling; "
-                         "many with skip connections.")
-    q = results.get("07_quantitative", {}).get("scores", {})
-    lines += _md_section("Beyond the paper: interpretability scores (observed vs null)",
-                         ["model", "score", "observed", "null mean", "null 95 %"],
-                         [[model, k, *_score_cells(v)] for model, scores in q.items() for k, v in scores.items()
-                          if isinstance(v, (dict, int, float))])
-    lines += _strength_lines(results.get("07_quantitative", {}))
-    return "\n".join(lines) + "\n"
-
-
-def _score_cells(v: dict[str, Any] | float) -> list[str]:
-    if isinstance(v, dict):
-        return [_f(v.get("observed"), 3), _f(v.get("null_mean"), 3), _f(v.get("null_p95"), 3)]
-    return [_f(v, 3), "–", "–"]
-
-
-def _strength_lines(quantitative: dict[str, Any]) -> list[str]:
-    """RESULTS.md rows of the case-study selectivity against the transforms' strength (notebook 07)."""
-    sweeps = {name: quantitative.get(key, {}).get("latent", {}).get("selectivity_by_strength")
-              for name, key in (("hippocampus_noskip", "report"), ("hippocampus_skip", "report_skip"))}
-    rows = []
-    for model, sweep in ((k, v) for k, v in sweeps.items() if v):
-        for t, per in sweep.items():
-            if t == "strengths":
-                continue
-            for st, r in zip(sweep["strengths"], per, strict=True):
-                m, p = r["mean_top_share"], r["top_share"]
-                rows.append([model, t, _f(st), f"{_f(m['observed'])} ({r['mean_top_component'] + 1})",
-                             _f(m["null_p95"]), _f(p["observed"]), _f(p["null_p95"]), _f(r["coherence"])])
-    return _md_section("Case-study selectivity against the transform's strength (1 = the paper's)",
-                       ["model", "transform", "strength", "mean response (component)", "null 95 %", "per subject",
-                        "null 95 %", "coherence"], rows,
-                       "Standardised responses z = Δa / σ. Mean response: top share of the average z over subjects "
-                       "(its component); per subject: median top share; coherence: share of the per-subject energy "
-                       "along the average direction. Null: random bases of matched variances (95th percentile).")
-
-
-def case_summary(median_abs) -> dict[str, Any]:
-    """Headline of one transform's box plots (:func:`regexplain.study.readout_from_medians`): the top
-    component (1-based), its ratio to the second median, the components above twice the median."""
-    from regexplain.study import readout_from_medians
-
-    return readout_from_medians(median_abs)
-
-
-def write_results(figures_dir: str | Path, profile: str) -> dict[str, Any]:
-    results = merge_results(figures_dir)
-    write_json(Path(figures_dir) / "results.json", results)
-    write_text(Path(figures_dir) / "RESULTS.md", results_markdown(results, profile))
-    return results
 
 
 # ------------------------------------------------------------------------------------------ the job

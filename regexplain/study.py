@@ -265,7 +265,7 @@ def run_study(profile: str = "quick", out: str | Path = "study", *, seeds: Seque
     """
     from tqdm.auto import tqdm
 
-    from regexplain import pipeline
+    from regexplain import runs
     from regexplain.checkpoint import load_model
     from regexplain.config import PHANTOM_REGIMES, config_from_dict
     from regexplain.data.pairs import load_splits
@@ -286,14 +286,14 @@ def run_study(profile: str = "quick", out: str | Path = "study", *, seeds: Seque
     for arch, seed in bar:
         bar.set_postfix_str(f"{arch} seed {seed}")
         name = f"hippocampus_{'noskip' if arch == 'untrained' else arch}"
-        values = pipeline.model_config(profile, name, base / "data", seed).to_dict()
+        values = runs.model_config(profile, name, base / "data", seed).to_dict()
         values["data"]["phantom_regime"] = regime
         cfg = config_from_dict(values, source=f"study {profile} {regime}")
         path = base / "scores" / f"{arch}_seed{seed}.json"
         if path.is_file():
             scores[arch].append(json.loads(path.read_text()))
             continue
-        pipeline.ensure_data(cfg)
+        runs.ensure_data(cfg)
         if "sets" not in data_cache:
             data_cache["sets"] = load_splits(cfg.data, progress=False)
         train_set, val_set = data_cache["sets"]
@@ -304,8 +304,8 @@ def run_study(profile: str = "quick", out: str | Path = "study", *, seeds: Seque
                                     latent_shape=model.latent_shape(cfg.data.shape))
         else:
             rd = base / "runs" / f"{arch}_seed{seed}"
-            log(pipeline.ensure_trained(cfg, rd, progress=False))
-            dec = pipeline.ensure_decomposition(rd, data=(train_set, val_set))
+            log(runs.ensure_trained(cfg, rd, progress=False))
+            dec = runs.ensure_decomposition(rd, data=(train_set, val_set))
             model, _ = load_model(rd, device="cpu")
         rec = score_run(model, dec, train_set, val_set, _factors(cfg, val_set.ids), n_null, seed)
         rec["seed"], rec["arch"] = seed, arch

@@ -9,6 +9,9 @@ Three blocks, each row measured here beside the paper:
   the rows are its verdicts; without one, this run's single-seed read-outs are shown with their
   random-basis nulls, and a line says how to get a verdict.
 
+It reads the merged tables of :mod:`regexplain.results` (``results["rows"]``: dice, explained_variance,
+case_study, scores), never a notebook's own keys.
+
 Pure: the merged results dict in, Markdown lines out; every number comes from the results.
 """
 
@@ -38,17 +41,24 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
         ["| " + " | ".join(r) + " |" for r in rows]
 
 
+def _rows(results: Mapping[str, Any], table: str, **match: Any) -> list[Mapping[str, Any]]:
+    """Rows of one merged table (:mod:`regexplain.results`) whose fields equal ``match``."""
+    return [r for r in results.get("rows", {}).get(table, []) if all(r.get(k) == v for k, v in match.items())]
+
+
 def summary_lines(results: Mapping[str, Any]) -> list[str]:
     """Markdown lines of the summary (empty blocks are left out)."""
     paper = results.get("paper", {})
     rows = []
-    for name, d in results.get("02_train", {}).get("dice", {}).items():
+    for d in _rows(results, "dice"):
+        name = d.get("model")
         p = paper.get("dice", {}).get(name, {})
         rows.append([f"Dice, {MODEL_NAMES.get(name, name)} (before → after)",
                      f"{_f(d.get('dice_before'))} → **{_f(d.get('dice_after'))}**"
-                     + (f" (folding {_f(d['folding_pct'], 3)} %)" if "folding_pct" in d else ""),
+                     + (f" (folding {_f(d['folding_pct'], 3)} %)" if d.get("folding_pct") is not None else ""),
                      f"{_f(p.get('before'))} → {_f(p.get('after'))}"])
-    for name, e in results.get("03_decompose", {}).get("explained_variance", {}).items():
+    for e in _rows(results, "explained_variance"):
+        name = e.get("model")
         p = paper.get("explained_variance", {}).get(name, {})
         rows.append([f"explained variance, {MODEL_NAMES.get(name, name)}: all K / first 4",
                      f"{_f(e.get('total'))} (K = {e.get('K', '–')}) / **{_f(e.get('first4'))}**",
@@ -76,22 +86,22 @@ def _claim_lines(results: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _selectivity(results, basis: str) -> dict[str, dict[str, float]]:
+def _selectivity(results, basis: str) -> dict[str, Mapping[str, Any]]:
     """transform -> {observed, null_p95} of the per-subject top share (notebook 07), for one basis."""
-    scores = results.get("07_quantitative", {}).get("scores", {}).get(basis, {})
     out = {}
-    for k, v in scores.items():
-        if k.startswith("selectivity ") and k.endswith("(top share)") and isinstance(v, dict):
-            out[k[len("selectivity "):-len(" (top share)")]] = v
+    for r in _rows(results, "scores", model=basis):
+        k = str(r.get("score"))
+        if k.startswith("selectivity ") and k.endswith("(top share)"):
+            out[k[len("selectivity "):-len(" (top share)")]] = r
     return out
 
 
-def _case(results, key: str, model: str) -> dict[str, dict[str, Any]]:
-    return results.get(key, {}).get("summary", {}).get(model, {})
+def _case(results, model: str) -> dict[str, Mapping[str, Any]]:
+    return {r["transform"]: r for r in _rows(results, "case_study", model=model)}
 
 
 def _fig5_row(results) -> list[str] | None:
-    case = _case(results, "05_case_study", "hippocampus_noskip")
+    case = _case(results, "hippocampus_noskip")
     if not case:
         return None
     measured = "; ".join(f"{t}: component {s.get('top')}, {_f(s.get('ratio'), 1)}× the next"
@@ -103,9 +113,7 @@ def _fig5_row(results) -> list[str] | None:
 
 
 def _fig8_row(results) -> list[str] | None:
-    noskip = _case(results, "06_skip_ablation", "hippocampus_noskip") or _case(results, "05_case_study",
-                                                                              "hippocampus_noskip")
-    skip = _case(results, "06_skip_ablation", "hippocampus_skip")
+    noskip, skip = _case(results, "hippocampus_noskip"), _case(results, "hippocampus_skip")
     if not (noskip and skip):
         return None
     measured = "components above 2× the median, no skip / skip: " + "; ".join(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from regexplain import pipeline
+from regexplain import pipeline, results
 
 NOTEBOOKS = pipeline.notebook_sources()
 
@@ -72,6 +72,35 @@ def test_notebook_figures_exist(smoke_dirs):
         assert (figs / name).stat().st_size > 1000, name
 
 
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_results_md_renders_the_rows_the_notebooks_wrote(smoke_dirs):
+    """RESULTS.md from the JSON of the real smoke notebook runs above: the summary shows the Dice and
+    explained-variance rows beside the paper once, the details every other table, each row once."""
+    figs = smoke_dirs["figures"]
+    if not (figs / "results_07_quantitative.json").is_file():
+        pytest.skip("runs after the per-notebook tests")
+    res = results.write_results(figs, "smoke")
+    md = (figs / "RESULTS.md").read_text()
+    rows = lambda nb, table: json.loads((figs / f"results_{nb}.json").read_text())["rows"][table]  # noqa: E731
+    lung = next(r for r in rows("02_train", "dice") if r["model"] == "lung_noskip")
+    assert (f"| Dice, lung, no skip (before → after) | {lung['dice_before']:.2f} → **{lung['dice_after']:.2f}** "
+            f"(folding {lung['folding_pct']:.3f} %) | 0.74 → 0.90 |") in md
+    ev = next(r for r in rows("03_decompose", "explained_variance") if r["model"] == "hippocampus_noskip")
+    assert (f"| explained variance, hippocampus, no skip: all K / first 4 | {ev['total']:.2f} (K = {ev['K']}) / "
+            f"**{ev['first4']:.2f}** | 0.93 (K = 32) / 0.62 |") in md
+    assert md.index("## At a glance") < md.index("## Details") and "make study" in md
+    assert "Registration Dice, beside the paper" not in md      # in the summary only
+    strength = rows("07_quantitative", "selectivity_by_strength")
+    assert {r["model"] for r in strength} == {"hippocampus_noskip", "hippocampus_skip"}
+    assert results.table_markdown("selectivity_by_strength", strength[:1]).splitlines()[-1] in md
+    case = res["rows"]["case_study"]   # notebook 06 repeats notebook 05's model: each row once
+    assert len(case) == len({(r["model"], r["transform"]) for r in case}) == 6
+    for r in case:
+        assert results.table_markdown("case_study", [r]).splitlines()[-1] in md
+    assert json.loads((figs / "results.json").read_text())["paper"]["dice"]["lung_noskip"]["after"] == 0.90
+
+
 #: Timing fields: the only entries of a run's metrics that may differ between two identical runs.
 TIMINGS = {"wall_seconds", "seconds_per_step"}
 
@@ -84,7 +113,7 @@ def test_same_seed_same_results_md_and_metrics(smoke_dirs, tmp_path):
     figs = smoke_dirs["figures"]
     if not (figs / "results_07_quantitative.json").is_file():
         pytest.skip("runs after the per-notebook tests")
-    pipeline.write_results(figs, "smoke")
+    results.write_results(figs, "smoke")
     first = (figs / "RESULTS.md").read_bytes()
     again = {k: tmp_path / k for k in ("data", "runs", "figures")}
     pipeline.reproduce("smoke", again["figures"], again["data"], again["runs"], log=lambda _msg: None)

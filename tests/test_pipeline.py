@@ -1,4 +1,4 @@
-"""Pipeline: configs and paths, data detection, result tables, failing-notebook errors, the CLI."""
+"""Pipeline: notebook parameters and runner, failing-notebook errors, stage logging, the CLI."""
 
 from __future__ import annotations
 
@@ -12,59 +12,6 @@ import pytest
 
 from regexplain import pipeline
 from regexplain.cli import build_parser
-
-
-def test_model_config_paths_and_skip(tmp_path):
-    noskip = pipeline.model_config("smoke", "hippocampus_noskip", tmp_path / "d", seed=3)
-    skip = pipeline.model_config("smoke", "hippocampus_skip", tmp_path / "d")
-    lung = pipeline.model_config("smoke", "lung_noskip", tmp_path / "d")
-    assert Path(noskip.data.root) == tmp_path / "d" / "smoke" / "hippocampus"
-    assert not noskip.model.skip_connections and skip.model.skip_connections
-    assert noskip.train.seed == 3 and lung.data.dataset == "lung"
-    with pytest.raises(Exception, match="unknown model"):
-        pipeline.model_config("smoke", "brain", tmp_path)
-
-
-def test_dataset_present(tmp_path):
-    assert not pipeline.dataset_present(tmp_path / "none")
-    (tmp_path / "x" / "imagesTr").mkdir(parents=True)
-    assert not pipeline.dataset_present(tmp_path / "x")
-    (tmp_path / "x" / "imagesTr" / "a.nii.gz").write_bytes(b"")
-    assert pipeline.dataset_present(tmp_path / "x")
-
-
-def test_case_summary_finds_the_standout_component():
-    s = pipeline.case_summary([0.1, 0.12, 1.0, 0.11, 0.09, 0.1])
-    assert s["top"] == 3 and s["ratio"] == pytest.approx(1.0 / 0.12) and s["n_active"] == 1
-    flat = pipeline.case_summary([1.0] * 5)
-    assert flat["n_active"] == 0 and flat["ratio"] == pytest.approx(1.0)
-
-
-def test_results_merge_and_markdown(tmp_path):
-    (tmp_path / "results_02_train.json").write_text(json.dumps(
-        {"dice": {"lung_noskip": {"dice_before": 0.7, "dice_after": 0.88, "folding_pct": 0.01}}}))
-    (tmp_path / "results_03_decompose.json").write_text(json.dumps(
-        {"explained_variance": {"hippocampus_noskip": {"K": 32, "total": 0.9, "first4": 0.5}}}))
-    row = {"mean_top_share": {"observed": 0.5, "null_p95": 0.1}, "top_share": {"observed": 0.2, "null_p95": 0.15},
-           "mean_top_component": 0, "coherence": 0.06}
-    (tmp_path / "results_07_quantitative.json").write_text(json.dumps(
-        {"report": {"latent": {"selectivity_by_strength": {"strengths": [0.2], "translation": [row]}}}}))
-    res = pipeline.write_results(tmp_path, "quick")
-    assert res["02_train"]["dice"]["lung_noskip"]["dice_after"] == 0.88
-    md = (tmp_path / "RESULTS.md").read_text()
-    # ours beside the paper's, in the summary that opens the file, and nowhere a second time
-    assert "| Dice, lung, no skip (before → after) | 0.70 → **0.88** (folding 0.010 %) | 0.74 → 0.90 |" in md
-    assert "| explained variance, hippocampus, no skip: all K / first 4 | 0.90 (K = 32) / **0.50** | " \
-           "0.93 (K = 32) / 0.62 |" in md
-    assert md.index("## At a glance") < md.index("## Details") and md.count("0.88") == 1
-    assert "make study" in md  # no seed study here: the summary says how to get one
-    assert "| hippocampus_noskip | translation | 0.20 | 0.50 (1) | 0.10 | 0.20 | 0.15 | 0.06 |" in md
-    assert json.loads((tmp_path / "results.json").read_text())["paper"]["dice"]["lung_noskip"]["after"] == 0.90
-
-
-def test_markdown_table():
-    t = pipeline.markdown_table([{"a": 1, "b": 0.12345}, {"a": 2, "b": None}], 2)
-    assert t.splitlines() == ["| a | b |", "|---|---|", "| 1 | 0.12 |", "| 2 | None |"]
 
 
 def test_notebook_parameters_and_sources(tmp_path):

@@ -119,19 +119,26 @@ def test_study_end_to_end_on_smoke_and_resume(tmp_path):
 
 @pytest.mark.slow
 def test_study_command_and_results_md(tmp_path):
-    from regexplain import pipeline
+    from regexplain import results
     from regexplain.cli import main
 
     figs = tmp_path / "figures"
     (figs).mkdir()
-    assert "No seed study" in pipeline.results_markdown(pipeline.merge_results(figs), "smoke")
+    assert "No seed study" in results.results_markdown(results.merge_results(figs), "smoke")
     assert main(["study", "--profile", "smoke", "--out", str(tmp_path / "study"), "--seeds", "3",
                  "--regime", "msd_like", "--figures", str(figs)]) == 0
     assert (figs / "STUDY_msd_like.md").is_file()
     meta = list((tmp_path / "study" / "msd_like" / "data").rglob("synthetic.json"))
     assert len(meta) == 1 and json.loads(meta[0].read_text())["regime"] == "msd_like"
-    md = pipeline.results_markdown(pipeline.merge_results(figs), "smoke")
+    md = results.results_markdown(results.merge_results(figs), "smoke")
     assert "msd_like phantoms, 3 seeds" in md and "No seed study" not in md
     with pytest.raises(SystemExit) as e:                       # argparse refuses fewer than 3 seeds
         main(["study", "--profile", "smoke", "--seeds", "2", "--out", str(tmp_path / "s2")])
     assert e.value.code == 2 and not (tmp_path / "s2").exists()
+
+
+def test_readout_from_medians_finds_the_standout_component():
+    s = study.readout_from_medians([0.1, 0.12, 1.0, 0.11, 0.09, 0.1])
+    assert s["top"] == 3 and s["ratio"] == pytest.approx(1.0 / 0.12) and s["n_active"] == 1
+    flat = study.readout_from_medians([1.0] * 5)
+    assert flat["n_active"] == 0 and flat["ratio"] == pytest.approx(1.0)

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from regexplain import pipeline
+from regexplain.runs import PAPER
 from regexplain.summary import STUDY_HINT, summary_lines
 
 
-def _case(top, ratio, n):
-    return {"top": top, "ratio": ratio, "n_active": n}
+def _case(model, top, ratio, n):
+    return {"model": model, "transform": "rotation", "top": top, "ratio": ratio, "n_active": n}
+
+
+def _score(model, observed, null_p95):
+    return {"model": model, "score": "selectivity rotation (top share)", "observed": observed, "null_p95": null_p95}
 
 
 RESULTS = {
-    "paper": pipeline.PAPER,
-    "05_case_study": {"summary": {"hippocampus_noskip": {"rotation": _case(2, 3.0, 1)}}},
-    "06_skip_ablation": {"summary": {"hippocampus_noskip": {"rotation": _case(2, 3.0, 1)},
-                                     "hippocampus_skip": {"rotation": _case(5, 1.1, 4)}}},
-    "07_quantitative": {"scores": {
-        "hippocampus_noskip latent PCA": {"selectivity rotation (top share)": {"observed": 0.8, "null_p95": 0.4}},
-        "hippocampus_skip latent PCA": {"selectivity rotation (top share)": {"observed": 0.3, "null_p95": 0.45}}}},
+    "paper": PAPER,
+    "rows": {"case_study": [_case("hippocampus_noskip", 2, 3.0, 1), _case("hippocampus_skip", 5, 1.1, 4)],
+             "scores": [_score("hippocampus_noskip latent PCA", 0.8, 0.4),
+                        _score("hippocampus_skip latent PCA", 0.3, 0.45)]},
 }
 
 
@@ -30,7 +31,7 @@ def test_claims_without_a_study_show_this_run_and_how_to_get_a_verdict():
 
 
 def test_claims_without_notebook_07_name_the_missing_baseline():
-    res = {k: v for k, v in RESULTS.items() if k != "07_quantitative"}
+    res = {**RESULTS, "rows": {"case_study": RESULTS["rows"]["case_study"]}}
     md = "\n".join(summary_lines(res))
     assert md.count("random-basis null: run notebook 07 (phantoms)") == 2
 

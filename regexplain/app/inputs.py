@@ -77,7 +77,7 @@ def load_inputs(decomposition: str | Path | None, *, checkpoint: str | Path | No
     dec, ckpt, root = check_sources(decomposition, checkpoint=checkpoint, data=data)
     model, cfg = _load_model(decomposition, ckpt)
     _check_latent_shape(decomposition, dec, model, cfg)
-    subjects = _validation_subjects(decomposition, cfg, root)
+    cfg, subjects = _validation_subjects(decomposition, cfg, root)
     sid = pick_subject(list(subjects), subject)
     return ExplorerInputs(model, cfg, dec, *subjects[sid], sid, ckpt, root, subjects)
 
@@ -133,17 +133,17 @@ def _check_latent_shape(where, dec, model, cfg) -> None:
                           "Decompose again with this checkpoint, or pass the right --checkpoint.")
 
 
-def _validation_subjects(where, cfg, root: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    from regexplain.data.pairs import load_splits
+def _validation_subjects(where, cfg, root: Path):
+    """``(cfg on root, {id: (image, label)})`` of the validation subjects in ``root``."""
+    from regexplain.runs import run_splits
 
-    cfg.data.root = str(root)  # exists (checked) before load_splits names it in an error
-    cfg.data.exact_counts = False  # another folder than the run's: counts that don't fit become fractions
-    try:
-        _, val = load_splits(cfg.data, progress=False)
+    try:  # another folder than the run's: counts that don't fit become fractions
+        cfg, (_, val) = run_splits(cfg, {"root": str(root), "exact_counts": False}, source=str(where),
+                                 progress=False)
     except Exception as e:  # noqa: BLE001 - see open_decomposition
         raise unavailable(where, f"cannot read its data {root}: {_reason(e)}",
                           "Pass --data with the dataset it was fitted on.") from e
-    return {sid: (val.images[i, 0].numpy(), val.labels[i, 0].numpy()) for i, sid in enumerate(val.ids)}
+    return cfg, {sid: (val.images[i, 0].numpy(), val.labels[i, 0].numpy()) for i, sid in enumerate(val.ids)}
 
 
 def _reason(e: BaseException) -> str:

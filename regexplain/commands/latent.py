@@ -42,15 +42,12 @@ def register(subparsers) -> None:
 
 
 def _load(model_path: str, args: argparse.Namespace):
-    from regexplain.checkpoint import load_model
-    from regexplain.commands.train import with_data_options
-    from regexplain.data.pairs import load_splits
+    from regexplain.commands.options import data_overrides
+    from regexplain.runs import open_run
     from regexplain.runtime import select_device
 
-    model, cfg = load_model(model_path, select_device(args.device))
-    cfg = with_data_options(cfg, args)
-    train, val = load_splits(cfg.data)
-    return model, cfg, train, val
+    run = open_run(model_path, device=select_device(args.device), data=data_overrides(args))
+    return run.model, run.cfg, run.train, run.val
 
 
 def _decompose(args: argparse.Namespace) -> int:

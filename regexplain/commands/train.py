@@ -130,30 +130,19 @@ def _register(args: argparse.Namespace) -> int:
     return 0
 
 
-def with_data_options(cfg, args: argparse.Namespace):
-    """``cfg`` with the --data / split options applied and validated (a stored run's config)."""
-    import dataclasses
-
-    from regexplain.config import _merge as merge
-    from regexplain.config import config_from_dict
-
-    over = data_overrides(args)
-    return config_from_dict(merge(dataclasses.asdict(cfg), {"data": over}), source="command line") if over \
-        else cfg
-
-
 def _evaluate(args: argparse.Namespace) -> int:
     from regexplain.checkpoint import checkpoint_path, load_model
     from regexplain.data.pairs import load_splits, validation_pairs
     from regexplain.evaluation import evaluate_pairs
     from regexplain.io import atomic_path, check_writable, write_json
+    from regexplain.runs import with_data
     from regexplain.runtime import select_device
 
     device = select_device(args.device)
     model, cfg = load_model(args.model, device)
     out = args.out or checkpoint_path(args.model).parent / "evaluation.json"
     check_writable(out, kind="file")
-    cfg = with_data_options(cfg, args)
+    cfg = with_data(cfg, **data_overrides(args))
     _, val = load_splits(cfg.data)
     pairs = validation_pairs(val, args.pairs or cfg.train.n_val_pairs, cfg.data.seed)
     rows, summary = evaluate_pairs(model, val, pairs, cfg.data.num_labels, device=device)

@@ -6,7 +6,7 @@ dataset's base shape, resampling to ``cfg.shape``), splits by subject with a see
 to ``<root>/split.json`` and caches the preprocessed tensors in ``<root>/.cache_<shape>_<key>.pt``
 (key: hash of the file list, sizes, mtimes and settings), so repeated loads are fast. A missing or empty
 ``cfg.root`` is an error: phantoms are made only on purpose, by ``regexplain data synth`` and by the main
-job (:func:`ensure_data`, called by :mod:`regexplain.pipeline`), never in place of a folder that was mistyped.
+job (:func:`ensure_data`, called by :func:`regexplain.runs.ensure_data`), never in place of a folder that was mistyped.
 """
 
 from __future__ import annotations
