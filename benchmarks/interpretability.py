@@ -1,7 +1,7 @@
 """Quantitative interpretability of trained models on phantoms with known factors (trains nothing).
 
 For every run directory: encode the data, fit the latent PCA (K from the config unless ``--k``), compute
-:func:`regexplain.analysis.interpretability_report`, write it as JSON beside the run (or ``--out``) and
+:func:`regexplain.report.interpretability_report`, write it as JSON beside the run (or ``--out``) and
 print one table with a column per run. Each score shows ``observed (null mean, p)`` where the null is a
 random orthonormal basis of the PCA subspace with matched variances. Usage::
 
@@ -15,20 +15,19 @@ import json
 import time
 from pathlib import Path
 
-from regexplain.analysis import interpretability_report
-from regexplain.checkpoint import checkpoint_path, load_model
-from regexplain.data.pairs import load_splits
+from regexplain.checkpoint import checkpoint_path
 from regexplain.data.synthetic import read_factors
 from regexplain.io import write_json
 from regexplain.latent import Decomposition, encode_volumes
+from regexplain.report import interpretability_report
+from regexplain.runs import open_run
 from regexplain.runtime import select_device
 
 
 def run_report(run: str, data: str | None, k: int | None, args) -> dict:
-    model, cfg = load_model(run, select_device(args.device))
-    if data:
-        cfg.data.root = str(data)
-    train, val = load_splits(cfg.data, progress=False)
+    opened = open_run(run, device=select_device(args.device), data={"root": str(data)} if data else None,
+                      progress=False)
+    model, cfg, train, val = opened.model, opened.cfg, opened.train, opened.val
     z = encode_volumes(model, train.images)
     k = min(k or cfg.latent.n_components, len(train.ids) - 1)
     dec = Decomposition.fit(z, k, latent_shape=model.latent_shape(train.images.shape[2:]))
@@ -52,20 +51,11 @@ def rows_for(rep: dict, part: str) -> dict[str, str]:
     out = {"K explains": f"{r['variance']['total']:.3f}" if part == "fields" else
            f"{rep['variance']['total']:.3f}",
            "first 4 explain": f"{(r['variance'] if part == 'fields' else rep['variance'])['first4']:.3f}"}
-    key = next(k for k in r if k.startswith("r2_at_"))
-    for name, s in zip(rep["factors"], r[key], strict=True):
-        out[f"R2 {name} ({key[6:]} comp.)"] = _fmt(s)
-    out["SAP"], out["MIG"] = _fmt(r["sap"]), _fmt(r["mig"])
-    for m in ("disentanglement", "completeness"):
-        out[f"DCI {m}"] = _fmt(r["dci"][m])
-    out["DCI informativeness"] = _fmt(r["dci"]["informativeness"])
-    for t, s in r["selectivity"].items():
-        out[f"selectivity {t} top share"] = _fmt(s["top_share"])
-        pr = s["participation_ratio"]
-        out[f"selectivity {t} particip. ratio"] = _fmt(pr)
-    out["affine share (first comps)"] = _fmt({k: v for k, v in r["affine"].items() if k != "components"})
-    st = r["stability"]
-    out["bootstrap mean |cos|"] = _fmt({k: v for k, v in st.items() if k != "mean_abs_cos"})
+    for name, score in r["scores"].items():
+        out[name] = _fmt(score)
+    out["DCI informativeness (held out)"] = _fmt(r["dci_informativeness"])
+    for t, sel in r["selectivity"].items():
+        out[f"selectivity {t} particip. ratio"] = _fmt(sel["participation_ratio"])
     return out
 
 

@@ -24,9 +24,8 @@ INTERACTIVE = True
 from IPython.display import Markdown
 
 from regexplain import pipeline, runs
-from regexplain.analysis import case_study, summarize_case_study
+from regexplain.casestudy import case_study, readout_from_medians, summarize_case_study
 from regexplain.results import save_results, table_markdown
-from regexplain.study import readout_from_medians
 from regexplain.viz.figures import plot_skip_ablation, save_figure
 
 DATA_DIR, RUNS_DIR, FIGURES_DIR = pipeline.notebook_setup(INTERACTIVE, DATA_DIR, RUNS_DIR, FIGURES_DIR)

@@ -20,8 +20,9 @@ INTERACTIVE = True
 from IPython.display import Markdown
 
 from regexplain import pipeline, runs
-from regexplain.analysis import interpretability_report, score_rows, selectivity_rows
+from regexplain.casestudy import selectivity_rows
 from regexplain.data.synthetic import read_factors
+from regexplain.report import interpretability_report, score_rows
 from regexplain.results import records_markdown, save_results, table_markdown
 from regexplain.viz.figures import plot_component_bars, plot_observed_vs_null, plot_selectivity_by_strength, save_figure
 
@@ -30,35 +31,20 @@ N_NULL = 5 if PROFILE == "smoke" else 20
 hip = runs.load_run(PROFILE, "hippocampus_noskip", RUNS_DIR, DATA_DIR)
 report = interpretability_report(hip.model, hip.decomposition, hip.train, hip.val, read_factors(hip.cfg.data.root),
                                  n_null=N_NULL, n_boot=N_NULL, seed=SEED)
-
-
-def headline(section):
-    """Flatten the report's observed-vs-null entries into {score: null_summary}."""
-    out = {"SAP": section["sap"], "MIG": section["mig"], "DCI disentanglement": section["dci"]["disentanglement"],
-           "DCI completeness": section["dci"]["completeness"], "affine share": section["affine"]}
-    for t, s in section.get("selectivity", {}).items():
-        out[f"selectivity {t} (top share)"] = s["top_share"]
-        out[f"selectivity {t} (mean response)"] = s["mean_top_share"]
-    key = next(k for k in section if k.startswith("r2_at_"))  # r2_at_8, or r2_at_K when K < 8
-    for name, r2 in zip(report["factors"], section[key], strict=True):
-        out[f"R² {name} from {key[6:]} components"] = r2  # held-out informativeness
-    return out
-
-
-scores = {"hippocampus_noskip latent PCA": headline(report["latent"])}
+sections = {"hippocampus_noskip latent PCA": report["latent"]}
 if "fields" in report:
-    scores["hippocampus_noskip deformation-field PCA"] = headline(report["fields"])
+    sections["hippocampus_noskip deformation-field PCA"] = report["fields"]
 
 # The skip-connection model scored the same way (the paper's Fig 8 as numbers).
 skip = runs.load_run(PROFILE, "hippocampus_skip", RUNS_DIR, DATA_DIR)
 report_skip = interpretability_report(skip.model, skip.decomposition, skip.train, skip.val,
                                       read_factors(skip.cfg.data.root), n_null=N_NULL, n_boot=N_NULL, seed=SEED,
                                       field_baseline=False)
-scores["hippocampus_skip latent PCA"] = headline(report_skip["latent"])
-Markdown(table_markdown("scores", score_rows(scores)))
+sections["hippocampus_skip latent PCA"] = report_skip["latent"]
+Markdown(table_markdown("scores", score_rows(sections)))
 
 # %%
-plotted = {b: {k: v for k, v in s.items() if not k.startswith("R²")} for b, s in scores.items()}
+plotted = {b: {k: v for k, v in s["scores"].items() if not k.startswith("R²")} for b, s in sections.items()}
 fig = plot_observed_vs_null(plotted, title="hippocampus: interpretability scores against random-basis nulls")
 save_figure(fig, FIGURES_DIR / "quantitative.png");
 
@@ -99,5 +85,5 @@ Markdown(records_markdown([{"component": i + 1, **{p: v[i] for p, v in fractions
 
 # %%
 save_results(FIGURES_DIR, "07_quantitative",
-             {"scores": score_rows(scores), "selectivity_by_strength": strength_rows},
+             {"scores": score_rows(sections), "selectivity_by_strength": strength_rows},
              affine_fractions=fractions, report=report, report_skip=report_skip);

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from regexplain import disentangle as dz
+from regexplain.casestudy import readout_from_medians
 from regexplain.errors import UsageError
 from regexplain.io import write_json, write_text
 
@@ -53,17 +54,6 @@ RULES = {
 
 
 # ------------------------------------------------------------------------------------------ read-out
-
-def readout_from_medians(median_abs: Sequence[float]) -> dict[str, Any]:
-    """The paper's reading of Fig 5 from the per-component medians of ``|Δa|``: top component (1-based),
-    the ratio of the top median to the second, and the number of components above twice the median of
-    the medians."""
-    med = np.asarray(median_abs, np.float64)
-    order = np.argsort(med)[::-1]
-    second = med[order[1]] if med.size > 1 else float("nan")
-    return {"top": int(order[0]) + 1, "ratio": float(med[order[0]] / max(second, 1e-12)),
-            "n_active": int((med > 2 * np.median(med)).sum())}
-
 
 def readout(abs_deltas: np.ndarray, n_show: int = N_SHOW) -> dict[str, Any]:
     """:func:`readout_from_medians` of ``|Δa|`` ``(N, K)`` over the first ``n_show`` components."""
@@ -132,7 +122,7 @@ def score_coefficients(deltas: Mapping[str, np.ndarray], coeffs_train: np.ndarra
 
 def score_run(model, dec, train_set, val_set, factors_val=None, n_null: int = 200, seed: int = 0) -> dict[str, Any]:
     """Encode, project and run the case study for one model, then :func:`score_coefficients`."""
-    from regexplain.analysis import case_study_deltas
+    from regexplain.casestudy import case_study_deltas
     from regexplain.latent import encode_volumes
 
     c_tr = dec.project(encode_volumes(model, train_set.images))

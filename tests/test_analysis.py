@@ -1,4 +1,5 @@
-"""Case-study transforms, affine content fit and the interpretability report."""
+"""Case-study transforms (casestudy.py), the affine content fit (affine.py) and the interpretability report
+(report.py)."""
 
 import json
 from types import SimpleNamespace
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from regexplain import analysis, spatial
+from regexplain import affine, casestudy, report, spatial
 from regexplain.latent import Decomposition, encode_volumes
 from regexplain.model import RegistrationNet
 
@@ -36,25 +37,25 @@ def _apply(vol, phi):
 
 def test_translation_moves_centroid_along_z():
     vol = _ellipsoid()
-    maps = analysis.case_study_transforms(SHAPE)
+    maps = casestudy.case_study_transforms(SHAPE)
     c0, _ = _moments(vol)
     c1, _ = _moments(_apply(vol, maps["translation"]))
     np.testing.assert_allclose(c1 - c0, [0.0, 0.0, 10.0 * N / 64], atol=0.05)
-    c2, _ = _moments(_apply(vol, analysis.case_study_transforms(SHAPE, translation_vox=4)["translation"]))
+    c2, _ = _moments(_apply(vol, casestudy.case_study_transforms(SHAPE, translation_vox=4)["translation"]))
     np.testing.assert_allclose(c2 - c0, [0.0, 0.0, 4.0], atol=0.05)
-    c3, _ = _moments(_apply(vol, analysis.case_study_transforms(SHAPE, strength=0.3)["translation"]))
+    c3, _ = _moments(_apply(vol, casestudy.case_study_transforms(SHAPE, strength=0.3)["translation"]))
     np.testing.assert_allclose(c3 - c0, [0.0, 0.0, 3.0 * N / 64], atol=0.05)
 
 
 def test_strength_zero_is_identity_and_strength_scales_the_groups():
     ident = spatial.identity_map(SHAPE)
-    for phi in analysis.case_study_transforms(SHAPE, strength=0.0).values():
+    for phi in casestudy.case_study_transforms(SHAPE, strength=0.0).values():
         torch.testing.assert_close(phi, ident, atol=1e-5, rtol=0)
     # half strength twice = full strength, for rotation, translation and zoom alike
-    half = analysis.case_study_transforms(SHAPE, strength=0.5)
-    full = analysis.case_study_transforms(SHAPE)
+    half = casestudy.case_study_transforms(SHAPE, strength=0.5)
+    full = casestudy.case_study_transforms(SHAPE)
     hi = torch.tensor(SHAPE, dtype=torch.float32).view(1, 3, 1, 1, 1) - 1
-    for name in analysis.TRANSFORM_NAMES:
+    for name in casestudy.TRANSFORM_NAMES:
         twice = spatial.warp(half[name].double(), half[name].double())  # phi_h(phi_h(x))
         inside = torch.stack([(m >= 0) & (m <= hi) for m in (half[name], full[name])]).all(0).all(1, keepdim=True)
         inside = inside.expand_as(twice)
@@ -64,7 +65,7 @@ def test_strength_zero_is_identity_and_strength_scales_the_groups():
 
 def test_rotation_turns_long_axis_by_20_degrees_about_z():
     vol = _ellipsoid()  # long axis along D, in the (D, H) plane turned by a rotation about z
-    _, cov = _moments(_apply(vol, analysis.case_study_transforms(SHAPE)["rotation"]))
+    _, cov = _moments(_apply(vol, casestudy.case_study_transforms(SHAPE)["rotation"]))
     w, v = np.linalg.eigh(cov)
     long_axis = v[:, -1] * np.sign(v[0, -1])
     assert abs(long_axis[2]) < 1e-3
@@ -83,11 +84,11 @@ def _gaussian(shape=SHAPE, sigmas=(3.0, 2.5, 2.0)):
 def test_scaling_zooms_by_1_2():
     vol = _gaussian()
     c0, cov0 = _moments(vol)
-    c1, cov1 = _moments(_apply(vol, analysis.case_study_transforms(SHAPE)["scaling"]))
+    c1, cov1 = _moments(_apply(vol, casestudy.case_study_transforms(SHAPE)["scaling"]))
     np.testing.assert_allclose(c1, c0, atol=0.05)
     ratio = np.sqrt(np.trace(cov1) / np.trace(cov0))
     assert ratio == pytest.approx(1.2, abs=0.02)  # trilinear resampling blurs slightly
-    zoomed = analysis.transform_volumes(vol, analysis.case_study_transforms(SHAPE)["scaling"])
+    zoomed = casestudy.transform_volumes(vol, casestudy.case_study_transforms(SHAPE)["scaling"])
     analytic = _gaussian(sigmas=(3.6, 3.0, 2.4))   # the blob with every radius times 1.2
     assert (zoomed - analytic).abs().max() < 0.04   # (the unzoomed blob is off by > 0.1)
     assert (vol - analytic).abs().max() > 0.1
@@ -105,7 +106,7 @@ def test_affine_fit_recovers_known_affine_exactly():
     mask[2:8, 1:11, 3:7] = True                     # anisotropic, off-centre foreground
     ref = np.array([1.0, 2.0, 3.0])
     disp = np.einsum("ij,j...->i...", a, x - ref[:, None, None, None]) + t0[:, None, None, None]
-    out = analysis.affine_content(disp, mask)
+    out = affine.affine_content(disp, mask)
     c = np.array(out["c"])
     np.testing.assert_allclose(out["A"], a, atol=1e-10)
     np.testing.assert_allclose(out["t"], t0 + a @ (c - ref), atol=1e-10)
@@ -123,7 +124,7 @@ def test_affine_fit_pure_parts(kind):
             "shear": np.array([[0, 0.1, 0], [0.1, 0, 0], [0, 0, 0]])}
     disp = (np.ones_like(x) * np.array([1.0, -2.0, 0.5])[:, None, None, None] if kind == "translation"
             else np.einsum("ij,j...->i...", mats[kind], y))
-    out = analysis.affine_content(disp)
+    out = affine.affine_content(disp)
     assert out[kind] == pytest.approx(1.0, abs=1e-9)
 
 
@@ -131,7 +132,7 @@ def test_affine_fractions_add_up_for_a_random_field():
     rng = np.random.default_rng(1)
     disp = rng.standard_normal((3, 10, 12, 9))
     mask = rng.random((10, 12, 9)) > 0.6
-    out = analysis.affine_content(disp, mask)
+    out = affine.affine_content(disp, mask)
     fr = [out[k] for k in ("translation", "rotation", "scale", "shear", "nonaffine")]
     assert all(f >= 0 for f in fr) and sum(fr) == pytest.approx(1.0, abs=1e-10)
     # brute force: the affine share equals 1 - residual of a plain least-squares fit
@@ -146,7 +147,7 @@ def test_affine_fit_rejects_degenerate_mask():
     mask = np.zeros((6, 6, 6), bool)
     mask[2, :, :] = True  # one plane
     with pytest.raises(ValueError, match="non-coplanar"):
-        analysis.affine_content(np.zeros((3, 6, 6, 6)), mask)
+        affine.affine_content(np.zeros((3, 6, 6, 6)), mask)
 
 
 def _net(skip=False):
@@ -160,11 +161,11 @@ def test_case_study_identity_transform_gives_zero_deltas():
     z = encode_volumes(net, images)
     dec = Decomposition.fit(np.concatenate([z, z + 0.1 * np.random.default_rng(0).standard_normal(z.shape)]),
                             3, latent_shape=net.latent_shape((8, 8, 8)))
-    out = analysis.case_study(net, dec, images, {"identity": spatial.identity_map((8, 8, 8))})
+    out = casestudy.case_study(net, dec, images, {"identity": spatial.identity_map((8, 8, 8))})
     assert out["identity"].shape == (4, 3)
     np.testing.assert_allclose(out["identity"], 0.0, atol=1e-4)
-    default = analysis.case_study(net, dec, images)
-    assert set(default) == set(analysis.TRANSFORM_NAMES) and all(np.all(v >= 0) for v in default.values())
+    default = casestudy.case_study(net, dec, images)
+    assert set(default) == set(casestudy.TRANSFORM_NAMES) and all(np.all(v >= 0) for v in default.values())
 
 
 def _phantoms(n, seed):
@@ -187,15 +188,15 @@ def test_interpretability_report_runs_and_is_json(tmp_path):
     factors = (ids_tr + ids_va, ["tx", "ty", "tz"], np.concatenate([f_tr, f_va]))
     z = encode_volumes(net, tr)
     dec = Decomposition.fit(z, 4, latent_shape=net.latent_shape((16, 16, 16)))
-    rep = analysis.interpretability_report(net, dec, train, val, factors, k_info=3, n_null=2, n_boot=2,
+    rep = report.interpretability_report(net, dec, train, val, factors, k_info=3, n_null=2, n_boot=2,
                                            n_affine=2)
     json.dumps(rep)
     assert len(rep["latent"]["r2_at_3"]) == 3 and len(rep["latent"]["r2_curve"]) == 4
-    assert set(rep["latent"]["selectivity"]) == set(analysis.TRANSFORM_NAMES)
+    assert set(rep["latent"]["selectivity"]) == set(casestudy.TRANSFORM_NAMES)
     sweep = rep["latent"]["selectivity_by_strength"]
     assert sweep["strengths"] == [0.2, 0.4, 0.6, 1.0]
-    assert all(len(sweep[t]) == 4 for t in analysis.TRANSFORM_NAMES)
-    for t in analysis.TRANSFORM_NAMES:                               # strength 1 = the case study itself
+    assert all(len(sweep[t]) == 4 for t in casestudy.TRANSFORM_NAMES)
+    for t in casestudy.TRANSFORM_NAMES:                               # strength 1 = the case study itself
         for key in ("top_share", "mean_top_share"):
             assert sweep[t][-1][key]["observed"] == pytest.approx(rep["latent"]["selectivity"][t][key]["observed"])
     assert "fields" in rep and len(rep["fields"]["affine"]["components"]) == 2

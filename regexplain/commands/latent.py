@@ -104,7 +104,7 @@ def _fit(args, z_tr, k, shape, model, cfg, ids):
 
 
 def _casestudy(args: argparse.Namespace) -> int:
-    from regexplain.analysis import case_study_deltas, case_study_transforms, summarize_case_study
+    from regexplain.casestudy import case_study_deltas, case_study_transforms, summarize_case_study
     from regexplain.checkpoint import checkpoint_path
     from regexplain.errors import DataError
     from regexplain.io import atomic_path, check_writable, write_json

@@ -271,7 +271,7 @@ def plot_factor_histograms(names: Sequence[str], values: np.ndarray, *, title: s
 def plot_selectivity_by_strength(sweeps: Mapping[str, Mapping], *, key: str = "mean_top_share",
                                  colors: Mapping[str, str] | None = None, title: str = "") -> Figure:
     """One panel per case-study transform: ``key`` of each model's selectivity against the transform's
-    strength (:func:`regexplain.analysis.selectivity_by_strength`), with its null mean (dotted) and 95th
+    strength (:func:`regexplain.casestudy.selectivity_by_strength`), with its null mean (dotted) and 95th
     percentile (shaded band between them)."""
     transforms = [t for t in next(iter(sweeps.values())) if t != "strengths"]
     fig, axes = plt.subplots(1, len(transforms), figsize=(3.2 * len(transforms), 2.9), sharey=True,
