@@ -29,7 +29,7 @@ import numpy as np
 from regexplain import pipeline, runs
 from regexplain.app.page import explorer_panel
 from regexplain.io import write_bytes
-from regexplain.latent import component_displacements
+from regexplain.latent import component_displacements, displacement_stats
 from regexplain.results import save_results
 from regexplain.viz.figures import plot_slice_grid, save_figure
 from regexplain.viz.interactive import component_views, explorer_figure, write_html
@@ -107,7 +107,8 @@ for units, lams, suffix in (("absolute", PAPER_LAMBDAS, ""), ("sigma", SIGMA_LAM
     save_figure(fig, FIGURES_DIR / f"fig3_lambda_sweep{suffix}.png")
     # mean displacement inside the lungs along each axis: the sign flip with λ is the paper's up/down
     mask = label > 0
-    sweep[units] = {f"component {c + 1}": [disp[c, lam][:, mask].mean(1).round(3).tolist() for lam in lams]
+    sweep[units] = {f"component {c + 1}": [displacement_stats(disp[c, lam], mask)["mean_vector"].round(3).tolist()
+                                           for lam in lams]
                     for c in sweep_comps}
 sigma = lung.decomposition.sigma
 print("σ of components 1-4:", np.round(sigma[:4], 3), "-> λ = 200 is", np.round(200 / sigma[:4], 1), "σ")

@@ -16,11 +16,11 @@ from typing import Any
 
 import yaml
 
+from regexplain.data.datasets import DATASETS
 from regexplain.errors import RegexplainError
 from regexplain.io import write_text
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
-DATASETS = ("hippocampus", "lung")
 PRECISIONS = ("float32", "bfloat16")  # inference precisions of RegistrationNet.register
 ACTIVATIONS = ("sigmoid", "softplus")    # decoder gradient activations (see regexplain.model)
 SMOOTHNESS = ("l1_identity", "squared_diff")   # smoothness terms (see regexplain.losses)
@@ -179,7 +179,7 @@ def validate(cfg: Config, source: str = "config") -> Config:
             raise ConfigError(f"{source}: {msg}")
 
     d, m, lo, t = cfg.data, cfg.model, cfg.loss, cfg.train
-    need(d.dataset in DATASETS, f"data.dataset must be one of {DATASETS}, got {d.dataset!r}")
+    need(d.dataset in DATASETS, f"data.dataset must be one of {tuple(DATASETS)}, got {d.dataset!r}")
     need(len(m.channels) >= 2 and all(c > 0 for c in m.channels),
          f"model.channels needs at least two positive entries, got {list(m.channels)}")
     f = 2 ** cfg.depth
@@ -239,9 +239,9 @@ def load_config(profile: str | Path = "quick", dataset: str = "hippocampus",
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a profile must be a mapping with a 'common' section and one section per "
-                          f"dataset {DATASETS}, got a {type(raw).__name__}")
+                          f"dataset {tuple(DATASETS)}, got a {type(raw).__name__}")
     if dataset not in DATASETS:
-        raise ConfigError(f"{path}: unknown dataset {dataset!r}; expected one of {DATASETS}")
+        raise ConfigError(f"{path}: unknown dataset {dataset!r}; expected one of {tuple(DATASETS)}")
     for section in ("common", dataset):
         if not isinstance(raw.get(section) or {}, dict):
             raise ConfigError(f"{path}: section '{section}' must be a mapping, got "

@@ -251,14 +251,6 @@ def null_summary(observed: float, null: Sequence[float], larger_is_better: bool 
             "p_value": float((1 + hits) / (1 + len(arr)))}
 
 
-def with_null(score: Callable[[list[np.ndarray]], float], coeffs: list[np.ndarray], variances: np.ndarray,
-              n_null: int = 20, seed: int = 0) -> dict[str, float]:
-    """Apply ``score`` to the PCA coordinates and to ``n_null`` random bases (:func:`random_basis_codes`)."""
-    rng = np.random.default_rng(seed)
-    null = [score(random_basis_codes(coeffs, variances, rng)) for _ in range(n_null)]
-    return null_summary(score(coeffs), null)
-
-
 # ------------------------------------------------------------------------------------------- stability
 
 def match_components(reference: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,7 +1,8 @@
 """Register two NIfTI files with a trained model and write the results on the fixed image's grid.
 
-Preprocessing follows training (:mod:`regexplain.data.pairs`): lung volumes are first resampled to the
-paper's spacing (``lung.PAPER_SPACING``), then each image is normalised, one ``base_shape`` window (the
+Preprocessing follows training (:func:`regexplain.data.preprocess.preprocess`): volumes of a dataset with
+a spacing (the lung's, :mod:`regexplain.data.datasets`) are first resampled to it, then each image is
+normalised, one ``base_shape`` window (the
 dataset's crop before resizing, see :func:`base_shape`) is cut centred on the volume centre — the same
 window for moving and fixed, since no fixed label is given (training centres it on the labels) — and
 resized to the model's working shape ``cfg.data.shape``.
@@ -31,26 +32,24 @@ import numpy as np
 import torch
 
 from regexplain.config import Config
-from regexplain.data import lung
+from regexplain.data import datasets
 from regexplain.data.nifti import read_nifti, spacing_from_affine, write_itk_displacement, write_nifti
-from regexplain.data.pairs import HIPPO_BASE_SHAPE
-from regexplain.data.preprocess import crop_or_pad, crop_window, normalize, resize_image, shape_for_spacing
+from regexplain.data.preprocess import crop_window, preprocess, resize_image, shape_for_spacing
 from regexplain.errors import CheckpointError, DataError
 from regexplain.spatial import displacement_to_map, identity_map, itk_displacement, map_to_displacement, warp
 
 
 def base_shape(cfg: Config) -> tuple[int, int, int]:
-    """The crop window applied before resizing in training (the paper's 64^3 / 128x64x128)."""
-    return tuple(lung.PAPER_SHAPE if cfg.data.dataset == "lung" else HIPPO_BASE_SHAPE)
+    """The crop window applied before resizing in training (the dataset's, e.g. the paper's 64^3)."""
+    return tuple(datasets.get(cfg.data.dataset).base_shape)
 
 
 def resampled_shape(cfg: Config, shape, affine: np.ndarray) -> tuple[int, int, int]:
-    """Grid size after training's spacing step (lung only; hippocampus volumes keep their grid)."""
-    spacing = spacing_from_affine(affine)
-    if cfg.data.dataset != "lung" or all(abs(a - b) <= 1e-3 for a, b in zip(spacing, lung.PAPER_SPACING,
-                                                                            strict=True)):
+    """Grid size after training's spacing step (datasets with a spacing; the others keep their grid)."""
+    target, spacing = datasets.get(cfg.data.dataset).spacing, spacing_from_affine(affine)
+    if target is None or all(abs(a - b) <= 1e-3 for a, b in zip(spacing, target, strict=True)):
         return tuple(shape)
-    return shape_for_spacing(shape, spacing, lung.PAPER_SPACING)
+    return shape_for_spacing(shape, spacing, target)
 
 
 def _read(path: Path, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -61,9 +60,8 @@ def _read(path: Path, what: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _working(image: np.ndarray, rshape, base, shape) -> np.ndarray:
-    x = normalize(resize_image(image, rshape))
-    window = crop_or_pad(x, base, None, fill=float(x.min()))
-    return np.clip(resize_image(window, shape), 0.0, 1.0)
+    """Training's preprocessing of one volume, no label: the window is centred on the volume."""
+    return preprocess(resize_image(image, rshape), None, base, shape)[0]
 
 
 def _per_axis(values) -> torch.Tensor:

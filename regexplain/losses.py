@@ -188,8 +188,7 @@ def registration_loss(out, moving: Tensor, fixed: Tensor, moving_onehot: Tensor 
     if cfg.smooth > 0:
         per_dir["smooth"] = torch.stack([smoothness(g, cfg.smoothness) for g in (out.grads_mf, out.grads_fm)])
     if cfg.jac > 0:
-        det = jacobian_determinant(phi)
-        per_dir["jac"] = F.relu(JAC_MARGIN - det).reshape(2, -1).mean(1)
+        per_dir["jac"] = torch.stack([jacobian_loss(p) for p in phi.chunk(2)])
     if not per_dir:
         raise ValueError("all loss weights are 0: nothing to optimise")
     total = sum(getattr(cfg, k) * v.sum() for k, v in per_dir.items())

@@ -8,7 +8,7 @@ when the label is absent from both, ``inf`` when it is absent from only one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -109,35 +109,3 @@ def sdlogj(phi, border: int = 2) -> float:
     return float(np.log(np.clip(det, *LOGJ_CLIP)).std())
 
 
-def pair_metrics(warped, fixed, labels: Sequence[int], spacing: Sequence[float], phi=None
-                 ) -> dict[str, float]:
-    """Metrics of one registered pair: mean Dice and HD95 over ``labels`` (ignoring NaN), and, given the
-    map ``phi`` ``(3, D, H, W)``, folding (%) and SDlogJ."""
-    out = {"dice": float(np.nanmean(dice_per_label(warped, fixed, labels))),
-           "hd95": float(np.nanmean([hd95(warped, fixed, spacing, lab) for lab in labels]))}
-    if phi is not None:
-        out["folding_pct"] = 100.0 * folding_fraction(phi)
-        out["sdlogj"] = sdlogj(phi)
-    return out
-
-
-def registration_table(before: Mapping[str, Sequence[float]], after: Mapping[str, Sequence[float]]
-                       ) -> list[dict]:
-    """Rows ``{metric, before_mean, before_sd, after_mean, after_sd, before, after}`` for a "before vs
-    after registration" table; ``before``/``after`` strings read ``"mean ± sd"``. NaNs are ignored; a
-    metric missing on one side (e.g. folding before registration) is NaN / ``"-"`` there.
-
-    Args:
-        before, after: metric name -> per-pair values.
-    """
-    rows = []
-    for name in list(dict.fromkeys([*before, *after])):
-        row: dict = {"metric": name}
-        for side, values in (("before", before), ("after", after)):
-            v = np.asarray(values.get(name, []), dtype=float)
-            v = v[~np.isnan(v)]
-            m, s = (float(v.mean()), float(v.std())) if v.size else (float("nan"), float("nan"))
-            row[f"{side}_mean"], row[f"{side}_sd"] = m, s
-            row[side] = f"{m:.3f} ± {s:.3f}" if v.size else "-"
-        rows.append(row)
-    return rows

@@ -106,21 +106,6 @@ def integrate_gradients(grads: torch.Tensor) -> torch.Tensor:
     return torch.stack([grads[:, a].cumsum(dim=1 + a) - 1.0 for a in range(3)], dim=1)
 
 
-def identity_gradients(shape: Sequence[int], batch: int = 1, *, device=None, dtype=torch.float32):
-    """Spatial gradients of the identity map: ones of shape ``(B, 3, D, H, W)``."""
-    return torch.ones((batch, 3, *shape), device=device, dtype=dtype)
-
-
-def map_to_gradients(phi: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`integrate_gradients` (backward differences, first plane ``phi[0] + 1``)."""
-    out = []
-    for a in range(3):
-        p = phi[:, a]
-        first = p.narrow(a + 1, 0, 1) + 1.0
-        out.append(torch.cat([first, p.diff(dim=a + 1)], dim=a + 1))
-    return torch.stack(out, dim=1)
-
-
 def warp(image: torch.Tensor, phi: torch.Tensor, *, mode: str = "bilinear",
          padding_mode: str = "border") -> torch.Tensor:
     """Resample ``image`` at the voxel sampling map ``phi``: ``out(x) = image(phi(x))``.

@@ -6,13 +6,19 @@ from regexplain import spatial
 from regexplain.config import AugmentConfig
 from regexplain.data.augment import (
     apply_maps,
-    augment_batch,
     pair_augmentation_maps,
     random_affine_maps,
     random_affine_params,
 )
 
 NONE = dict(flip_prob=0.0, rot90=False, rotation_deg=0.0, translation_vox=0.0, zoom=0.0, prob=1.0)
+
+
+def augment_batch(images, labels, cfg, generator):
+    """One random transform per volume, the same for the volume and its label (training draws them per
+    pair with :func:`pair_augmentation_maps`, from the same :func:`random_affine_maps`)."""
+    return apply_maps(random_affine_maps(images.shape[0], images.shape[2:], cfg, generator, device=images.device),
+                      images, labels)
 
 
 def _labels(shape=(12, 14, 10), seed=0):

@@ -98,9 +98,10 @@ def test_validation_pairs_fixed_distinct_and_valid():
 def test_ensure_data_fills_an_empty_root(tmp_path):
     """An empty folder (left by an interrupted run) is treated as missing, not as a dataset."""
     from regexplain.config import DataConfig
-    from regexplain.data.pairs import detect_layout, ensure_data
+    from regexplain.data.datasets import detect
+    from regexplain.data.pairs import ensure_data
 
     root = tmp_path / "hippo"
     root.mkdir()
     ensure_data(DataConfig(root=str(root), n_subjects=3, n_train=2, n_val=1), progress=False)
-    assert detect_layout(root) == "msd"
+    assert detect(root).layout == "msd"

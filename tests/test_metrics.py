@@ -106,17 +106,3 @@ def test_sdlogj_matches_learn2reg_definition():
     assert M.sdlogj(sp.scaling_map(SHAPE, 1.3, dtype=torch.float64)) == pytest.approx(0.0, abs=1e-9)
     with pytest.raises(ValueError, match="sampling map"):
         M.sdlogj(np.zeros((2, 5, 5, 5)))
-
-
-def test_pair_metrics_and_registration_table():
-    p, t = _labels(6), _labels(7)
-    pm = M.pair_metrics(p, t, [1, 2], (1.0, 1.0, 1.0), phi=_folded_map())
-    assert pm["dice"] == pytest.approx(np.mean(M.dice_per_label(p, t, [1, 2])))
-    assert pm["folding_pct"] == pytest.approx(100 * M.folding_fraction(_folded_map()))
-    before = {"dice": [0.5, 0.6, np.nan, 0.7]}
-    after = {"dice": [0.8, 0.9, 0.85, 0.75], "folding_pct": [0.1, 0.3, 0.2, 0.2]}
-    rows = {r["metric"]: r for r in M.registration_table(before, after)}
-    assert rows["dice"]["before_mean"] == pytest.approx(0.6)
-    assert rows["dice"]["before_sd"] == pytest.approx(np.std([0.5, 0.6, 0.7]))
-    assert rows["dice"]["after"] == f"{np.mean(after['dice']):.3f} ± {np.std(after['dice']):.3f}"
-    assert rows["folding_pct"]["before"] == "-" and np.isnan(rows["folding_pct"]["before_mean"])

@@ -311,7 +311,6 @@ def test_paper_figures_from_arrays(tmp_path):
                                         {"hippocampus": {"K32": 0.93, "first4": 0.62}}),
         "loss": F.plot_loss_curves({"m": [{"step": i, "loss": 1 / (i + 1)} for i in range(50)]
                                     + [{"step": 49, "val_dice": 0.7}]}),
-        "scores": F.plot_scores({"a": 0.5, "b": 0.2}, {"a": 0.1}),
         "bars": F.plot_component_bars({"x": rng.random(8)}, ylabel="fraction"),
         "hist": F.plot_factor_histograms(["f1", "f2"], rng.random((30, 2))),
         "strength": F.plot_selectivity_by_strength({m: _sweep(rng) for m in ("a", "b")}),

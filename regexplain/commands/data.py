@@ -15,13 +15,15 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("data", help="synthesise, download or describe datasets")
     sub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
 
+    from regexplain.data.datasets import DATASETS
+
     s = sub.add_parser("synth", help="write phantoms with ground-truth factors")
-    s.add_argument("kind", choices=("hippocampus", "lung"))
+    s.add_argument("kind", choices=tuple(DATASETS))
     s.add_argument("--out", required=True, type=Path, help="dataset folder to create")
-    s.add_argument("--n", type=int_at_least(2), default=None,
-                   help="subjects, at least 2 (hippocampus 260, lung 41 by default)")
+    s.add_argument("--n", type=int_at_least(2), default=None, help="subjects, at least 2 (default: " +
+                   ", ".join(f"{k} {d.synth_count}" for k, d in DATASETS.items()) + ")")
     s.add_argument("--shape", type=int_at_least(4), nargs=3, metavar=("D", "H", "W"), default=None,
-                   help="volume shape, sides >= 4")
+                   help="volume shape, sides >= 4 (default: the dataset's base shape)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--regime", choices=("pose", "msd_like"), default="pose",
                    help="hippocampus factor variances: pose dominates (default) or msd_like (shape dominates)")
@@ -39,14 +41,11 @@ def register(subparsers) -> None:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from regexplain.data import synthetic
+    from regexplain.data.datasets import get
 
-    if args.kind == "hippocampus":
-        out = synthetic.synthesize_hippocampus(args.out, args.n or 260, tuple(args.shape or (64, 64, 64)),
-                                               args.seed, overwrite=args.overwrite, regime=args.regime)
-    else:
-        out = synthetic.synthesize_lung(args.out, args.n or 41, tuple(args.shape or (128, 64, 128)),
-                                        args.seed, overwrite=args.overwrite)
+    spec = get(args.kind)
+    out = spec.synthesize(args.out, args.n or spec.synth_count, tuple(args.shape or spec.base_shape), args.seed,
+                          args.regime, overwrite=args.overwrite)
     print(f"wrote {out}")
     return 0
 
@@ -64,19 +63,16 @@ def _counts(values) -> str:
 
 def describe(root: Path) -> str:
     """A readable summary: layout, volume count, shapes, spacings, label values, split, factors."""
-    from regexplain.data import lung, msd
-    from regexplain.data.pairs import detect_layout
+    from regexplain.data import msd
+    from regexplain.data.datasets import detect
 
-    layout = detect_layout(root)
-    if layout == "msd":
-        root = msd.find_dataset_dir(root)
-        volumes = msd.load(root)
-    else:
-        volumes = lung.load(root, spacing=None)
+    spec = detect(root)
+    root = spec.dataset_dir(root)
+    volumes = spec.read(root, None, True)   # as stored: spacings are part of the summary
     labels = sorted(set(np.unique(np.concatenate([np.unique(v.label) for v in volumes])).tolist()))
     lines = [
         f"dataset   {root}",
-        f"layout    {layout}",
+        f"layout    {spec.layout}",
         f"volumes   {len(volumes)} from {len({v.group for v in volumes})} subjects",
         f"shapes    {_counts(tuple(v.image.shape) for v in volumes)}",
         f"spacings  {_counts(tuple(round(s, 3) for s in v.spacing) for v in volumes)} mm",
@@ -90,7 +86,13 @@ def describe(root: Path) -> str:
         lines.append(f"split     {len(s.get('train', []))} train / {len(s.get('val', []))} val "
                      f"(seed {s.get('seed')}, {s.get('rule', 'counts')}, {split})")
     else:
-        lines.append(f"split     none yet; {_default_split(layout, len({v.group for v in volumes}))}")
+        lines.append(f"split     none yet; {_default_split(spec.name, len({v.group for v in volumes}))}")
+    if (root / "synthetic.json").is_file():
+        from regexplain.data.synthetic import read_meta
+
+        meta = read_meta(root)
+        lines.append(f"phantoms  {meta.get('kind')}, seed {meta.get('seed')}"
+                     + (f", regime {meta['regime']}" if "regime" in meta else ""))
     if (root / "factors.csv").is_file():
         from regexplain.data.synthetic import read_factors
 
@@ -100,13 +102,13 @@ def describe(root: Path) -> str:
     return "\n".join(lines)
 
 
-def _default_split(layout: str, n_subjects: int) -> str:
+def _default_split(dataset: str, n_subjects: int) -> str:
     """What `train` would do with the default (quick) profile, e.g. for a folder smaller than its counts."""
     from regexplain.config import load_config
     from regexplain.data.split import split_sizes
     from regexplain.errors import DataError
 
-    d = load_config("quick", "lung" if layout == "lung" else "hippocampus").data
+    d = load_config("quick", dataset).data
     try:
         n_train, n_val, rule = split_sizes(n_subjects, d.n_train, d.n_val)
     except DataError as e:

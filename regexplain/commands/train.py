@@ -7,14 +7,15 @@ import csv
 from pathlib import Path
 
 from regexplain.commands.options import add_data_options, data_overrides, int_at_least
-from regexplain.config import DATASETS, PRECISIONS, load_config
+from regexplain.config import PRECISIONS, load_config
+from regexplain.data.datasets import DATASETS
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="train a registration network into a run directory")
     p.add_argument("--profile", help="smoke | quick | paper | a YAML file (default quick; with --resume: the "
                    "run's own)")
-    p.add_argument("--dataset", choices=DATASETS, help="default hippocampus (with --resume: the run's own)")
+    p.add_argument("--dataset", choices=tuple(DATASETS), help="default hippocampus (with --resume: the run's own)")
     add_data_options(p, "data folder, MSD or lung layout, at least 4 subjects (default: the profile's "
                      "data.root); a missing or empty folder is an error")
     p.add_argument("--out", required=True, help="run directory (checkpoint.pt, config.yaml, log.jsonl...)")

@@ -79,8 +79,7 @@ def pair_augmentation_maps(batch_size: int, shape: Sequence[int], cfg: AugmentCo
     spatial-gradient map cannot reverse an axis, so two differently mirrored volumes could not be registered.
     """
     if cfg.per_pair:
-        mats, shift = random_affine_params(batch_size, cfg, generator, shape)
-        return spatial.affine_sampling_map(shape, mats, shift, device=device).repeat(2, 1, 1, 1, 1)
+        return random_affine_maps(batch_size, shape, cfg, generator, device).repeat(2, 1, 1, 1, 1)
     no_flip = dataclasses.replace(cfg, flip_prob=0.0)
     mats, shift = random_affine_params(2 * batch_size, no_flip, generator, shape)
     flips = torch.where(torch.rand((batch_size, 3), generator=generator) < cfg.flip_prob, -1.0, 1.0).double()
@@ -100,8 +99,3 @@ def apply_maps(phi: torch.Tensor, images: torch.Tensor, labels: torch.Tensor | N
     return out, lab.round().to(labels.dtype)
 
 
-def augment_batch(images: torch.Tensor, labels: torch.Tensor | None, cfg: AugmentConfig,
-                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Augment a batch: one random transform per volume, the same for the volume and its label."""
-    phi = random_affine_maps(images.shape[0], images.shape[2:], cfg, generator, device=images.device)
-    return apply_maps(phi, images, labels)

@@ -20,13 +20,14 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from regexplain.data.datasets import DATASETS
 from regexplain.data.nifti import Volume, read_volume, spacing_from_affine
 from regexplain.data.preprocess import resample_to_spacing
 from regexplain.errors import DataError
 
-PAPER_SPACING = (1.39, 1.69, 1.39)
-PAPER_SHAPE = (128, 64, 128)
-LABELS = (0, 1)
+PAPER_SPACING = DATASETS["lung"].spacing
+PAPER_SHAPE = DATASETS["lung"].base_shape
+LABELS = tuple(range(DATASETS["lung"].num_labels))
 CSV_NAME = "pairs.csv"
 
 

@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from tqdm.auto import tqdm
 
+from regexplain.data.datasets import DATASETS
 from regexplain.data.nifti import Volume, read_volume
 from regexplain.errors import ChecksumError, DataError, UnsafeArchiveError
 from regexplain.io import atomic_dir, check_writable, write_json
@@ -28,7 +29,7 @@ from regexplain.io import atomic_dir, check_writable, write_json
 URL = "https://msd-for-monai.s3-us-west-2.amazonaws.com/Task04_Hippocampus.tar"
 MD5 = "9d24dba78a72977dbd1d2e110310f31b"
 ARCHIVE_NAME = "Task04_Hippocampus.tar"
-LABELS = (0, 1, 2)
+LABELS = tuple(range(DATASETS["hippocampus"].num_labels))
 CHUNK = 1 << 20
 
 

@@ -1,8 +1,9 @@
 """Datasets ready for the network and random pairing of different subjects.
 
-:func:`load_splits` reads ``cfg.root`` (MSD layout when a ``dataset.json`` is found, else the lung
-layout), preprocesses every volume (the paper's normalisation, crop / pad around the labels to the
-dataset's base shape, resampling to ``cfg.shape``), splits by subject with a seeded permutation written
+:func:`load_splits` reads ``cfg.root`` (whichever registered layout it holds,
+:mod:`regexplain.data.datasets`), preprocesses every volume (:func:`regexplain.data.preprocess.preprocess`:
+the paper's normalisation, crop / pad around the labels to the dataset's base shape, resampling to
+``cfg.shape``), splits by subject with a seeded permutation written
 to ``<root>/split.json`` and caches the preprocessed tensors in ``<root>/.cache_<shape>_<key>.pt``
 (key: hash of the file list, sizes, mtimes and settings), so repeated loads are fast. A missing or empty
 ``cfg.root`` is an error: phantoms are made only on purpose, by ``regexplain data synth`` and by the main
@@ -22,17 +23,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from regexplain import spatial
 from regexplain.config import DataConfig
-from regexplain.data import lung, msd, synthetic
+from regexplain.data import datasets, msd
 from regexplain.data.nifti import Volume
-from regexplain.data.preprocess import crop_pair, normalize, working_spacing
+from regexplain.data.preprocess import to_base, to_working, working_spacing
 from regexplain.data.split import split_sizes
 from regexplain.errors import DataError
 from regexplain.io import atomic_path
 
 CACHE_VERSION = 1
-HIPPO_BASE_SHAPE = (64, 64, 64)
 
 
 @dataclass
@@ -54,27 +53,12 @@ class VolumeSet:
                          [self.groups[i] for i in idx.tolist()], self.spacing)
 
 
-# --------------------------------------------------------------------------- layout detection
-
-def detect_layout(root: str | Path) -> str:
-    """``"msd"`` or ``"lung"``; DataError naming ``root`` when neither is found."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"{root}: no such folder")
-    try:
-        msd.find_dataset_dir(root)
-        return "msd"
-    except DataError:
-        pass
-    if lung.is_lung_layout(root):
-        return "lung"
-    raise DataError(f"{root}: neither the MSD layout (dataset.json) nor the lung layout "
-                    "(<patient>/insp.nii.gz ...) was found")
-
+# --------------------------------------------------------------------------- phantoms
 
 def ensure_data(cfg: DataConfig, *, progress: bool = True) -> Path:
     """``cfg.root``; synthesise ``cfg.n_subjects`` phantoms there first when it does not exist or is an
-    empty folder (e.g. left by an interrupted run; synthesis writes atomically, so never half a dataset)."""
+    empty folder (e.g. left by an interrupted run; synthesis writes atomically, so never half a dataset).
+    Phantoms are made at the dataset's base shape (:class:`~regexplain.data.datasets.DatasetSpec`)."""
     root = Path(cfg.root)
     if root.is_dir() and not any(root.iterdir()):
         root.rmdir()
@@ -82,17 +66,8 @@ def ensure_data(cfg: DataConfig, *, progress: bool = True) -> Path:
         return root
     print(f"regexplain: {root} not found; synthesising {cfg.n_subjects} {cfg.dataset} phantoms there",
           file=sys.stderr)
-    if cfg.dataset == "lung":
-        return synthetic.synthesize_lung(root, cfg.n_subjects, lung.PAPER_SHAPE, cfg.seed, progress=progress)
-    return synthetic.synthesize_hippocampus(root, cfg.n_subjects, HIPPO_BASE_SHAPE, cfg.seed,
-                                            progress=progress, regime=cfg.phantom_regime)
-
-
-def _file_list(root: Path, layout: str) -> list[tuple[str, str, Path, Path]]:
-    """``(id, group, image, label)`` of every volume in the dataset."""
-    if layout == "msd":
-        return [(i, i, img, lab) for i, img, lab in msd.list_subjects(root)]
-    return [(f"{p}_{s}", p, img, mask) for p, s, img, mask in lung.list_volumes(root)]
+    spec = datasets.get(cfg.dataset)
+    return spec.synthesize(root, cfg.n_subjects, spec.base_shape, cfg.seed, cfg.phantom_regime, progress=progress)
 
 
 def _cache_key(files, shape, layout: str) -> str:
@@ -120,14 +95,11 @@ def _preprocess_all(volumes: list[Volume], base_shape, shape, num_labels: int, p
             if int(v.label.max()) >= num_labels:
                 raise DataError(f"{v.label_path}: label value {int(v.label.max())} >= num_labels "
                                 f"({num_labels})")
-            img, lab = crop_pair(normalize(v.image), v.label, base_shape)
+            img, lab = to_base(v.image, v.label, base_shape)
             img_buf[k, 0], lab_buf[k, 0] = torch.from_numpy(img), torch.from_numpy(lab)
             bar.update(1)
-        img, lab = img_buf[:len(part)], lab_buf[:len(part)]
-        if tuple(shape) != tuple(base_shape):
-            img = spatial.resize(img, shape).clamp(0, 1)
-            lab = spatial.resize(lab.float(), shape, mode="nearest").round().to(torch.uint8)
-        images[s:s + len(part)], labels[s:s + len(part)] = img, lab
+        images[s:s + len(part)], labels[s:s + len(part)] = to_working(img_buf[:len(part)], lab_buf[:len(part)],
+                                                                      shape)
     bar.close()
     spacing = tuple(float(s) for s in np.median([v.spacing for v in volumes], axis=0))
     return images, labels, working_spacing(spacing, base_shape, shape)
@@ -140,11 +112,11 @@ def load_all(cfg: DataConfig, *, progress: bool = True) -> tuple[VolumeSet, Path
         raise DataError(f"{root}: {'empty' if root.is_dir() else 'no such'} data folder; point --data at a "
                         "dataset (`regexplain data info FOLDER` checks one), or make phantoms with "
                         "`regexplain data synth`")
-    layout = detect_layout(root)
-    root = msd.find_dataset_dir(root) if layout == "msd" else root
-    files = _file_list(root, layout)
+    spec = datasets.detect(root)
+    root = spec.dataset_dir(root)
+    files = spec.list_files(root)
     shape = tuple(cfg.shape)
-    cache = root / f".cache_{'x'.join(map(str, shape))}_{_cache_key(files, shape, layout)}.pt"
+    cache = root / f".cache_{'x'.join(map(str, shape))}_{_cache_key(files, shape, spec.layout)}.pt"
     if cache.is_file():
         try:
             c = torch.load(cache, weights_only=True)
@@ -152,11 +124,8 @@ def load_all(cfg: DataConfig, *, progress: bool = True) -> tuple[VolumeSet, Path
             return data, root
         except Exception:  # a stale or broken cache is rebuilt, never trusted
             cache.unlink(missing_ok=True)
-    if layout == "msd":
-        volumes, base = msd.load(root, progress=progress), HIPPO_BASE_SHAPE
-    else:
-        volumes, base = lung.load(root, progress=progress), lung.PAPER_SHAPE
-    images, labels, spacing = _preprocess_all(volumes, base, shape, cfg.num_labels, progress)
+    volumes = spec.read(root, spec.spacing, progress)
+    images, labels, spacing = _preprocess_all(volumes, spec.base_shape, shape, cfg.num_labels, progress)
     ids, groups = [f[0] for f in files], [f[1] for f in files]
     for old in root.glob(f".cache_{'x'.join(map(str, shape))}_*.pt"):
         old.unlink(missing_ok=True)

@@ -130,13 +130,37 @@ def working_spacing(spacing: Sequence[float], base_shape: Sequence[int], shape: 
                  for s, b, n in zip(spacing, base_shape, shape, strict=True))
 
 
+def to_base(image: np.ndarray, label: np.ndarray | None, base_shape: Sequence[int]
+            ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Step 1 of :func:`preprocess`: normalise, then cut / pad the ``base_shape`` window around the label
+    (around the volume centre without one, as ``register`` does)."""
+    return crop_pair(normalize(image), label, base_shape)
+
+
+def to_working(images: torch.Tensor, labels: torch.Tensor | None, shape: Sequence[int]
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Step 2 of :func:`preprocess`, batched: images ``(N, 1, *base)`` trilinear to ``(N, 1, *shape)``
+    clamped to [0, 1], labels ``(N, 1, *base)`` nearest, as uint8."""
+    if tuple(images.shape[2:]) == tuple(shape):
+        return images, None if labels is None else labels.to(torch.uint8)
+    images = spatial.resize(images.float(), shape).clamp(0, 1)
+    if labels is not None:
+        labels = spatial.resize(labels.float(), shape, mode="nearest").round().to(torch.uint8)
+    return images, labels
+
+
 def preprocess(image: np.ndarray, label: np.ndarray | None, base_shape: Sequence[int],
                shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray | None]:
-    """Full pipeline: normalise -> crop/pad to ``base_shape`` around the label -> resize to ``shape``.
+    """The one preprocessing path of training data and ``register``: :func:`to_base`, then
+    :func:`to_working` (training runs the same two steps over chunks of volumes).
 
-    Returns image float32 in [0, 1] and label (same dtype as given) of shape ``shape``.
+    Args:
+        image: ``(D, H, W)`` raw intensities, already at the dataset's spacing.
+        label: ``(D, H, W)`` integer label, or ``None`` (the window is then centred on the volume).
+    Returns:
+        image float32 in [0, 1] and label (uint8, or ``None``), both of shape ``shape``.
     """
-    img, lab = crop_pair(normalize(image), label, base_shape)
-    img = np.clip(resize_image(img, shape), 0.0, 1.0)
-    lab = None if lab is None else resize_label(lab, shape)
-    return img, lab
+    img, lab = to_base(image, label, base_shape)
+    t_lab = None if lab is None else torch.from_numpy(np.ascontiguousarray(lab, dtype=np.uint8))[None, None]
+    img, t_lab = to_working(torch.from_numpy(img)[None, None], t_lab, shape)
+    return img[0, 0].numpy(), None if t_lab is None else t_lab[0, 0].numpy()

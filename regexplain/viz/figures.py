@@ -215,23 +215,6 @@ def plot_loss_curves(logs: Mapping[str, Sequence[Mapping[str, float]]], *, key: 
     return fig
 
 
-def plot_scores(scores: Mapping[str, float], nulls: Mapping[str, float] | None = None, *,
-                title: str = "") -> Figure:
-    """Horizontal bars of named scores, each with its null (chance) level as a black tick."""
-    names = list(scores)
-    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(names) + 1.0))
-    y = np.arange(len(names))
-    ax.barh(y, [scores[n] for n in names], color=NOSKIP_COLOR, alpha=0.85)
-    for i, n in enumerate(names):
-        if nulls and n in nulls and nulls[n] is not None and np.isfinite(nulls[n]):
-            ax.plot([nulls[n]] * 2, [i - 0.4, i + 0.4], color="black", lw=2)
-    ax.set_yticks(y, names, fontsize=8)
-    ax.invert_yaxis()
-    ax.set_title(title + ("  (black: null)" if nulls else ""), fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
 def plot_component_bars(values: Mapping[str, np.ndarray], *, ylabel: str, title: str = "") -> Figure:
     """Grouped bars per component (e.g. affine fraction of each elementary transformation per model)."""
     names = list(values)
