@@ -247,6 +247,10 @@ def load_config(profile: str | Path = "quick", dataset: str = "hippocampus",
             raise ConfigError(f"{path}: section '{section}' must be a mapping, got "
                               f"{type(raw[section]).__name__}")
     values = _merge(raw.get("common") or {}, raw.get(dataset) or {})
+    spec, data = DATASETS[dataset], values.setdefault("data", {})
+    for key, value in (("root", f"data/{dataset}"), ("num_labels", spec.num_labels),
+                       ("n_subjects", spec.synth_count)):
+        data.setdefault(key, value)     # a dataset without a profile section still gets its own folder
     values = _merge(values, overrides or {})
     values.setdefault("data", {})["dataset"] = dataset
     values["profile"] = path.stem

@@ -22,3 +22,14 @@ def test_the_earlier_recipe_stays_selectable():
                                                "loss": {"smoothness": "squared_diff"},
                                                "train": {"max_minutes": 5}})
     assert (cfg.model.activation, cfg.loss.smoothness, cfg.train.max_minutes) == ("softplus", "squared_diff", 5)
+
+
+def test_a_dataset_without_a_profile_section_gets_its_own_folder_and_labels(tmp_path):
+    from regexplain.data.datasets import DATASETS
+
+    profile = tmp_path / "p.yaml"
+    profile.write_text("common:\n  train:\n    steps: 3\n")
+    for name, spec in DATASETS.items():
+        cfg = load_config(profile, name)
+        assert cfg.data.root == f"data/{name}" and cfg.data.num_labels == spec.num_labels
+        assert cfg.data.n_subjects == spec.synth_count and cfg.train.steps == 3
