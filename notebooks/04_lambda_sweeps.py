@@ -22,6 +22,7 @@ FIGURES_DIR = "figures"
 SEED = 0
 INTERACTIVE = True
 LITERAL_D = False
+BASIS = "pca"            # the paper's; or ica, sparse_pca, sefa, supervised, random_orthonormal (notebook 08)
 
 # %%
 import numpy as np
@@ -40,8 +41,8 @@ DATA_DIR, RUNS_DIR, FIGURES_DIR = pipeline.notebook_setup(INTERACTIVE, DATA_DIR,
 LAM_SIGMA = 3.0                          # strength of the component figures, in σ units
 PAPER_LAMBDAS = [-200, -100, 0, 100, 200]
 SIGMA_LAMBDAS = [-3, -1.5, 0, 1.5, 3]
-lung = runs.load_run(PROFILE, "lung_noskip", RUNS_DIR, DATA_DIR)
-hip = runs.load_run(PROFILE, "hippocampus_noskip", RUNS_DIR, DATA_DIR)
+lung = runs.load_run(PROFILE, "lung_noskip", RUNS_DIR, DATA_DIR, basis=BASIS)
+hip = runs.load_run(PROFILE, "hippocampus_noskip", RUNS_DIR, DATA_DIR, basis=BASIS)
 
 
 def subject(run, k):

@@ -141,3 +141,27 @@ def fit_basis(name: str, latents: np.ndarray, k: int = 32, *, latent_shape: Sequ
     if not 1 <= k <= min(latents.shape[0] - 1, latents.shape[1]):
         raise ValueError(f"K={k} must lie in [1, min(N - 1, F)] = [1, {min(latents.shape[0] - 1, latents.shape[1])}]")
     return _FIT[name](latents, k, latent_shape, model=model, factors=factors, seed=seed, **options)
+
+
+def fit_on_codes(name: str, model, codes: np.ndarray, ids: Sequence[str], root, k: int, *, seed: int = 0,
+                 latent_shape: Sequence[int] | None = None) -> Decomposition:
+    """:func:`fit_basis` on a run's training codes ``(N, F)`` (volume ``ids``, data folder ``root``): the
+    supervised basis reads the factors of ``ids`` from ``root/factors.csv``.
+
+    Raises ``ValueError`` naming the basis: an unknown one, or ``supervised`` without ``factors.csv``.
+    """
+    from pathlib import Path
+
+    from regexplain.data.synthetic import read_factors
+
+    factors = None
+    if name == "supervised":
+        if not (Path(root) / "factors.csv").is_file():
+            raise ValueError(f"basis supervised: {root} has no factors.csv (phantoms only)")
+        fid, names, values = read_factors(root)
+        row = {i: n for n, i in enumerate(fid)}
+        factors = {f: values[[row[i] for i in ids], j] for j, f in enumerate(names)}
+    try:
+        return fit_basis(name, codes, k, latent_shape=latent_shape, model=model, factors=factors, seed=seed)
+    except ValueError as e:
+        raise ValueError(f"basis {name}: {e}") from e

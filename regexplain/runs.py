@@ -124,16 +124,22 @@ def ensure_trained(cfg: Config, rd: str | Path, *, force: bool = False, progress
             f"{m.get('dice_before', float('nan')):.3f} -> {m.get('dice_after', float('nan')):.3f}")
 
 
-def ensure_decomposition(rd: str | Path, *, data=None, force: bool = False):
-    """PCA of the training latents of the model in ``rd``, cached in ``rd/decomposition`` (refitted when
-    the checkpoint is newer). ``K = min(cfg.latent.n_components, n_train - 1)``. ``data``: the
-    ``(train, val)`` :class:`~regexplain.data.pairs.VolumeSet` pair, read from the run's config if ``None``."""
+def ensure_decomposition(rd: str | Path, *, data=None, force: bool = False, basis: str = "pca", seed: int = 0):
+    """The run's latent decomposition in ``basis`` (:mod:`regexplain.bases`; the paper's PCA by default),
+    fitted on its training codes and cached in ``rd/decomposition`` (``rd/decomposition_<basis>``), refitted
+    when the checkpoint is newer. ``K = min(cfg.latent.n_components, n_train - 1)``. ``data``: the
+    ``(train, val)`` :class:`~regexplain.data.pairs.VolumeSet` pair, read from the run's config if ``None``.
+
+    Raises:
+        ValueError: an unknown basis, or ``supervised`` for data without ``factors.csv``.
+    """
+    from regexplain.bases import fit_on_codes
     from regexplain.checkpoint import load_model
     from regexplain.data.pairs import load_splits
     from regexplain.latent import Decomposition, encode_volumes
 
     rd = Path(rd)
-    out = rd / "decomposition"
+    out = rd / ("decomposition" if basis == "pca" else f"decomposition_{basis}")
     ckpt = rd / "checkpoint.pt"
     if not force and (out / "decomposition.npz").is_file() \
             and (out / "decomposition.npz").stat().st_mtime >= ckpt.stat().st_mtime:
@@ -142,8 +148,10 @@ def ensure_decomposition(rd: str | Path, *, data=None, force: bool = False):
     train_set, _ = data if data is not None else load_splits(cfg.data)
     z = encode_volumes(model, train_set.images)
     k = min(cfg.latent.n_components, z.shape[0] - 1)
-    dec = Decomposition.fit(z, k, latent_shape=model.latent_shape(cfg.data.shape),
-                            meta={"checkpoint": str(ckpt.absolute()), "data": str(Path(cfg.data.root).absolute())})
+    shape = model.latent_shape(cfg.data.shape)
+    dec = Decomposition.fit(z, k, latent_shape=shape) if basis == "pca" else \
+        fit_on_codes(basis, model, z, train_set.ids, cfg.data.root, k, seed=seed, latent_shape=shape)
+    dec.meta.update(checkpoint=str(ckpt.absolute()), data=str(Path(cfg.data.root).absolute()), basis=basis)
     dec.save(out)
     return dec
 
@@ -173,14 +181,14 @@ def run_splits(cfg: Config, data: dict[str, Any] | None = None, *, source: str =
 
 
 def open_run(path: str | Path, *, device=None, data: dict[str, Any] | None = None, decomposition: bool = False,
-             source: str = "command line", progress: bool = True) -> Run:
+             basis: str = "pca", source: str = "command line", progress: bool = True) -> Run:
     """Open a checkpoint file or run directory with its splits (the one way to open a trained run).
 
     Args:
         path: ``checkpoint.pt`` or the run directory holding it.
         device: where the model goes (``"cpu"``, ``"cuda"``...); its current device when ``None``.
         data: overrides of ``cfg.data`` (:func:`with_data`), e.g. ``{"root": "/other/folder"}``.
-        decomposition: also fit or load the cached PCA (:func:`ensure_decomposition`).
+        decomposition: also fit or load the cached decomposition (:func:`ensure_decomposition`) in ``basis``.
     Raises:
         CheckpointError, ConfigError, DataError: naming the file or value at fault.
     """
@@ -189,17 +197,19 @@ def open_run(path: str | Path, *, device=None, data: dict[str, Any] | None = Non
     model, cfg = load_model(path, device)
     cfg, splits = run_splits(cfg, data, source=source, progress=progress)
     rd = checkpoint_path(path).parent
-    dec = ensure_decomposition(rd, data=splits) if decomposition else None
+    dec = ensure_decomposition(rd, data=splits, basis=basis) if decomposition else None
     return Run(rd.name, model, cfg, splits[0], splits[1], dec, rd)
 
 
-def load_run(profile: str, name: str, runs_dir: str | Path = "runs", data_dir: str | Path = "data") -> Run:
-    """Open one of the main job's :data:`MODELS` (CPU, eval mode) with its splits and decomposition; its
-    data are read from ``data_dir`` on this machine, not from where the checkpoint was trained."""
+def load_run(profile: str, name: str, runs_dir: str | Path = "runs", data_dir: str | Path = "data", *,
+             basis: str = "pca") -> Run:
+    """Open one of the main job's :data:`MODELS` (CPU, eval mode) with its splits and its decomposition in
+    ``basis``; its data are read from ``data_dir`` on this machine, not from where it was trained."""
     rd = run_dir(runs_dir, profile, name)
     if not run_finished(rd):
         raise RegexplainError(f"{rd}: no finished training run; run `regexplain reproduce --profile {profile}`")
     root = model_config(profile, name, data_dir).data.root
-    run = open_run(rd, device="cpu", data={"root": root}, decomposition=True, source=f"{profile} {name}")
+    run = open_run(rd, device="cpu", data={"root": root}, decomposition=True, basis=basis,
+                   source=f"{profile} {name}")
     run.name = name
     return run

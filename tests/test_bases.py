@@ -92,3 +92,19 @@ def test_random_orthonormal_and_sparse_pca():
     with pytest.raises(ValueError, match="unknown basis"):
         fit_basis("nmf", z, 2)
     assert set(BASES) == {"pca", "ica", "sparse_pca", "sefa", "supervised", "random_orthonormal"}
+
+
+def test_fit_on_codes_reads_the_factors_of_the_ids_and_names_a_missing_csv(tmp_path):
+    from regexplain.bases import fit_on_codes
+    from regexplain.data.synthetic import _write_factors
+
+    rng = np.random.default_rng(0)
+    codes, f = rng.normal(size=(30, 6)), rng.normal(size=(30, 2))
+    codes[:, 0] += 3 * f[:, 0]
+    ids = [f"s{i}" for i in range(30)]
+    _write_factors(tmp_path / "factors.csv", ids[::-1], ("a", "b"), f[::-1])   # file order differs from ids
+    dec = fit_on_codes("supervised", None, codes, ids, tmp_path, 2)
+    direct = fit_basis("supervised", codes, 2, factors={"a": f[:, 0], "b": f[:, 1]})
+    np.testing.assert_allclose(dec.components, direct.components, atol=1e-4)   # the csv keeps 6 digits
+    with pytest.raises(ValueError, match="basis supervised: .* no factors.csv"):
+        fit_on_codes("supervised", None, codes, ids, tmp_path / "none", 2)

@@ -172,6 +172,40 @@ def test_cli_subject_is_checked_and_reaches_the_page(decomposition_dir, capsys, 
     assert page.children[1].children[0].controls["subject"].value == ids[1]
 
 
+@pytest.mark.slow
+def test_explorer_shows_another_basis_from_the_url_and_the_cli(decomposition_dir, capsys, monkeypatch):
+    """`explore --basis` / `?basis=`: the run's components in another basis (fitted on its training codes),
+    named in the header and kept in the page's link; an unknown basis is refused by the CLI."""
+    import re
+
+    from regexplain.app.inputs import load_inputs
+    from regexplain.app.page import explorer_page
+    from regexplain.bases import fit_on_codes
+    from regexplain.latent import encode_volumes
+    from regexplain.runs import open_run
+
+    ica = load_inputs(decomposition_dir, basis="ica").decomposition
+    pca = load_inputs(decomposition_dir).decomposition
+    assert ica.meta["basis"] == "ica" and pca.meta.get("basis", "pca") == "pca"
+    assert ica.n_components == pca.n_components == 3
+    run = open_run(pca.meta["checkpoint"], device="cpu", data={"root": pca.meta["data"], "exact_counts": False},
+                   progress=False)
+    ref = fit_on_codes("ica", run.model, encode_volumes(run.model, run.train.images), run.train.ids,
+                       pca.meta["data"], 3, latent_shape=pca.latent_shape)
+    np.testing.assert_allclose(ica.components, ref.components, atol=1e-10)
+    page = explorer_page(str(decomposition_dir), query="basis=random_orthonormal&component=2")
+    assert "basis random_orthonormal" in page.children[0].value
+    href = re.search(r'href="\?([^"]+)"', page.children[2].value).group(1)
+    assert "basis=random_orthonormal" in href and "component=2" in href
+    monkeypatch.setenv("REGEXPLAIN_BASIS", "sefa")    # what `explore --basis` hands the kernel
+    assert "basis sefa" in explorer_page(str(decomposition_dir), query="").children[0].value
+    from regexplain.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["explore", "--decomposition", str(decomposition_dir), "--basis", "nmf"])
+    assert e.value.code == 2 and "invalid choice: 'nmf'" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------------------------ browser
 
 @pytest.mark.parametrize("ci, outcome", [("true", pytest.fail.Exception), ("", pytest.skip.Exception)])

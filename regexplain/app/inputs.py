@@ -71,13 +71,17 @@ def resolve(path: str | Path, base: Path | None = None) -> Path:
 
 
 def load_inputs(decomposition: str | Path | None, *, checkpoint: str | Path | None = None,
-                data: str | Path | None = None, subject: int | str = 0) -> ExplorerInputs:
+                data: str | Path | None = None, subject: int | str = 0, basis: str | None = None
+                ) -> ExplorerInputs:
     """Decomposition, model, config and the validation subjects; ``subject`` (an id, or a 0-based number)
-    is the one shown first."""
+    is the one shown first. ``basis`` (:data:`regexplain.bases.BASES`): when the decomposition is in
+    another one, that basis is fitted on the run's training codes and shown instead."""
     dec, ckpt, root = check_sources(decomposition, checkpoint=checkpoint, data=data)
     model, cfg = _load_model(decomposition, ckpt)
     _check_latent_shape(decomposition, dec, model, cfg)
-    cfg, subjects = _validation_subjects(decomposition, cfg, root)
+    cfg, subjects, train = _validation_subjects(decomposition, cfg, root)
+    if basis and basis != dec.meta.get("basis", "pca"):
+        dec = _in_basis(decomposition, dec, model, cfg, train, basis)
     sid = pick_subject(list(subjects), subject)
     return ExplorerInputs(model, cfg, dec, *subjects[sid], sid, ckpt, root, subjects)
 
@@ -134,16 +138,31 @@ def _check_latent_shape(where, dec, model, cfg) -> None:
 
 
 def _validation_subjects(where, cfg, root: Path):
-    """``(cfg on root, {id: (image, label)})`` of the validation subjects in ``root``."""
+    """``(cfg on root, {id: (image, label)}, training VolumeSet)``: the validation subjects in ``root``."""
     from regexplain.runs import run_splits
 
     try:  # another folder than the run's: counts that don't fit become fractions
-        cfg, (_, val) = run_splits(cfg, {"root": str(root), "exact_counts": False}, source=str(where),
+        cfg, (train, val) = run_splits(cfg, {"root": str(root), "exact_counts": False}, source=str(where),
                                  progress=False)
     except Exception as e:  # noqa: BLE001 - see open_decomposition
         raise unavailable(where, f"cannot read its data {root}: {_reason(e)}",
                           "Pass --data with the dataset it was fitted on.") from e
-    return cfg, {sid: (val.images[i, 0].numpy(), val.labels[i, 0].numpy()) for i, sid in enumerate(val.ids)}
+    return cfg, {sid: (val.images[i, 0].numpy(), val.labels[i, 0].numpy()) for i, sid in enumerate(val.ids)}, train
+
+
+def _in_basis(where, dec, model, cfg, train, basis: str):
+    """``dec``'s run in ``basis``, with as many components, fitted on the training codes."""
+    from regexplain.bases import fit_on_codes
+    from regexplain.latent import encode_volumes
+
+    try:
+        z = encode_volumes(model, train.images)
+        new = fit_on_codes(basis, model, z, train.ids, cfg.data.root, min(dec.n_components, len(z) - 1),
+                           latent_shape=dec.latent_shape)
+    except ValueError as e:
+        raise unavailable(where, str(e), "Choose another --basis.") from e
+    new.meta.update({k: v for k, v in dec.meta.items() if k in ("checkpoint", "data")}, basis=basis)
+    return new
 
 
 def _reason(e: BaseException) -> str:

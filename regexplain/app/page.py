@@ -12,7 +12,7 @@ from urllib.parse import parse_qs
 
 import numpy as np
 
-from regexplain.app import ENV_CHECKPOINT, ENV_DATA, ENV_DECOMPOSITION, ENV_SUBJECT
+from regexplain.app import ENV_BASIS, ENV_CHECKPOINT, ENV_DATA, ENV_DECOMPOSITION, ENV_SUBJECT
 
 AFFINE_PARTS = ("translation", "rotation", "scale", "shear", "nonaffine")
 #: Strength (σ units) at which a component's decoded deformation is summarised.
@@ -20,7 +20,8 @@ SUMMARY_LAM = 1.0
 
 
 def explorer_page(decomposition: str | None = None, *, checkpoint: str | None = None,
-                  data: str | None = None, subject: str | None = None, query: str | None = None):
+                  data: str | None = None, subject: str | None = None, basis: str | None = None,
+                  query: str | None = None):
     """The page's widget. Arguments default to the environment variables the launcher sets; ``query`` (by
     default Voilà's ``QUERY_STRING``, the page URL's query) restores a linked state."""
     from regexplain.app.inputs import ExplorerUnavailable, load_inputs, unavailable
@@ -28,9 +29,11 @@ def explorer_page(decomposition: str | None = None, *, checkpoint: str | None = 
     path = decomposition or os.environ.get(ENV_DECOMPOSITION)
     query = os.environ.get("QUERY_STRING", "") if query is None else query
     try:
-        wanted = parse_qs(query).get("subject", [None])[-1] or subject or os.environ.get(ENV_SUBJECT)
+        asked = parse_qs(query)
+        wanted = asked.get("subject", [None])[-1] or subject or os.environ.get(ENV_SUBJECT)
+        in_basis = asked.get("basis", [None])[-1] or basis or os.environ.get(ENV_BASIS)
         inputs = load_inputs(path, checkpoint=checkpoint or os.environ.get(ENV_CHECKPOINT),
-                             data=data or os.environ.get(ENV_DATA), subject=wanted)
+                             data=data or os.environ.get(ENV_DATA), subject=wanted, basis=in_basis)
         return _explorer(inputs, query)
     except ExplorerUnavailable as e:
         return error_widget(str(e))
@@ -60,7 +63,8 @@ def _explorer(inputs, query: str = ""):
 
     header = W.HTML(f"<p>Validation subjects: {len(inputs.subjects)} &middot; checkpoint "
                     f"<code>{html.escape(str(inputs.checkpoint))}</code> &middot; K = "
-                    f"{inputs.decomposition.n_components}</p>")
+                    f"{inputs.decomposition.n_components} &middot; basis "
+                    f"{html.escape(str(inputs.decomposition.meta.get('basis', 'pca')))}</p>")
     panel = explorer_panel(inputs.model, inputs.decomposition, inputs.subjects, inputs.subject, query=query)
     return W.VBox([header, *panel.children])
 
@@ -89,7 +93,9 @@ def explorer_panel(model, decomposition, subjects: dict, subject: str, *, query:
     def update(state) -> None:
         summary.value = describe(state.shown(), state.label)
         # A relative link keeps the server's address and path: open or share it to come back here.
-        link.value = f'<a href="?{html.escape(state_query(state))}">link to this view</a>'
+        basis = decomposition.meta.get("basis", "pca")
+        query = state_query(state) + ("" if basis == "pca" else f"&basis={basis}")
+        link.value = f'<a href="?{html.escape(query)}">link to this view</a>'
 
     explorer.on_change.append(update)
     update(explorer.explorer_state)

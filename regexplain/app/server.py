@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from regexplain.app import ENV_CHECKPOINT, ENV_CWD, ENV_DATA, ENV_DECOMPOSITION, ENV_SUBJECT
+from regexplain.app import ENV_BASIS, ENV_CHECKPOINT, ENV_CWD, ENV_DATA, ENV_DECOMPOSITION, ENV_SUBJECT
 from regexplain.app.notebook import write_notebook
 from regexplain.errors import RegexplainError
 
@@ -101,12 +101,13 @@ class AppServer:
 
 
 def app_environment(decomposition: Path, checkpoint: Path | None, data: Path | None,
-                    subject: str | None = None) -> dict[str, str]:
+                    subject: str | None = None, basis: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
-    if subject is None:
-        env.pop(ENV_SUBJECT, None)
-    else:
-        env[ENV_SUBJECT] = str(subject)
+    for key, value in ((ENV_SUBJECT, subject), (ENV_BASIS, basis)):
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = str(value)
     env[ENV_DECOMPOSITION] = str(Path(decomposition).absolute())
     for key, value in ((ENV_CHECKPOINT, checkpoint), (ENV_DATA, data)):
         if value is None:
@@ -123,8 +124,8 @@ def app_environment(decomposition: Path, checkpoint: Path | None, data: Path | N
 
 
 def start_app(decomposition: str | Path, *, port: int | None = None, checkpoint: str | Path | None = None,
-              data: str | Path | None = None, subject: str | None = None, timeout: float = 60.0,
-              quiet: bool = True) -> AppServer:
+              data: str | Path | None = None, subject: str | None = None, basis: str | None = None,
+              timeout: float = 60.0, quiet: bool = True) -> AppServer:
     """Serve the explorer for ``decomposition``; returns once the port accepts connections.
 
     The decomposition is *not* validated here: the page itself shows a readable message when it cannot be
@@ -136,7 +137,7 @@ def start_app(decomposition: str | Path, *, port: int | None = None, checkpoint:
     notebook = write_notebook(workdir)
     port = port or free_port()
     log = workdir / "voila.log"
-    env = app_environment(Path(decomposition), _opt(checkpoint), _opt(data), subject)
+    env = app_environment(Path(decomposition), _opt(checkpoint), _opt(data), subject, basis)
     out = open(log, "wb") if quiet else None
     try:
         # Own session: a terminal's Ctrl-C reaches only the launcher, which then stops Voilà with SIGTERM

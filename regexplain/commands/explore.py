@@ -17,6 +17,10 @@ def register(subparsers) -> None:
     p.add_argument("--data", type=Path, help="data directory (default: the decomposition's)")
     p.add_argument("--subject", help="validation subject shown first: its id or a 0-based number (default: 0); "
                    "the page's subject menu switches between all of them")
+    from regexplain.bases import BASES
+
+    p.add_argument("--basis", choices=BASES, help="show the components of another basis, fitted on the run's "
+                   "training codes when the decomposition is in a different one (default: the decomposition's)")
     p.set_defaults(func=_explore)
 
 
@@ -26,15 +30,16 @@ def _explore(args: argparse.Namespace) -> int:
 
     # Fail here, with exit code 2 and one line, rather than serve a page that can only show an error.
     check_sources(args.decomposition, checkpoint=args.checkpoint, data=args.data)
-    if args.subject is not None:  # opening the data to check the id costs seconds: only when one is given
+    if args.subject is not None or args.basis:  # opening the data costs seconds: only when it can fail
         from regexplain.app.inputs import load_inputs
 
-        load_inputs(args.decomposition, checkpoint=args.checkpoint, data=args.data, subject=args.subject)
+        load_inputs(args.decomposition, checkpoint=args.checkpoint, data=args.data, subject=args.subject,
+                    basis=args.basis)
     server = None
     previous = _stop_on_signals()
     try:  # entered before the URL is printed, so a signal at any point still stops Voilà
         server = start_app(args.decomposition, port=args.port, checkpoint=args.checkpoint, data=args.data,
-                           subject=args.subject, quiet=False)
+                           subject=args.subject, basis=args.basis, quiet=False)
         print(f"regexplain explore: serving {args.decomposition} at {server.url} (Ctrl-C to stop)",
               flush=True)
         while server.process.poll() is None:

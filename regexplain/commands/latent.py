@@ -85,22 +85,13 @@ def _decompose(args: argparse.Namespace) -> int:
 
 def _fit(args, z_tr, k, shape, model, cfg, ids):
     """The decomposition of the training codes in the requested basis (``--basis``)."""
-    from regexplain.bases import fit_basis
-    from regexplain.data.synthetic import read_factors
+    from regexplain.bases import fit_on_codes
     from regexplain.errors import UsageError
 
-    factors = None
-    if args.basis == "supervised":
-        root = Path(cfg.data.root)
-        if not (root / "factors.csv").is_file():
-            raise UsageError(f"--basis supervised: {root} has no factors.csv (phantoms only)")
-        fid, names, values = read_factors(root)
-        row = {i: n for n, i in enumerate(fid)}
-        factors = {name: values[[row[i] for i in ids], j] for j, name in enumerate(names)}
     try:
-        return fit_basis(args.basis, z_tr, k, latent_shape=shape, model=model, factors=factors, seed=args.seed)
+        return fit_on_codes(args.basis, model, z_tr, ids, cfg.data.root, k, seed=args.seed, latent_shape=shape)
     except ValueError as e:
-        raise UsageError(f"--basis {args.basis}: {e}") from e
+        raise UsageError(f"--{e}") from e
 
 
 def _casestudy(args: argparse.Namespace) -> int:
