@@ -16,7 +16,7 @@ from regexplain import __version__
 from regexplain.config import ConfigError
 from regexplain.errors import RegexplainError
 
-COMMAND_MODULES = ("data", "train", "latent", "reproduce", "study", "explore")
+COMMAND_MODULES = ("data", "train", "latent", "match", "reproduce", "study", "explore")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,7 +7,7 @@ Stages, each printed with its wall time:
 2. train the three models of the paper (hippocampus without / with skip connections, lung without),
    reusing a finished run and resuming an unfinished one;
 3. fit the PCA of each model's latent space (cached beside the checkpoint);
-4. execute ``notebooks/01..07`` with papermill, parameters injected, into ``figures/notebooks/``; a
+4. execute ``notebooks/01..08`` with papermill, parameters injected, into ``figures/notebooks/``; a
    failing notebook stops the run with its name and the failing cell;
 5. merge the notebooks' ``results_*.json`` into ``figures/results.json`` and ``figures/RESULTS.md``.
 
@@ -35,7 +35,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
 #: Notebooks that score components against ground-truth factors (phantoms only).
-FACTOR_NOTEBOOKS = ("07_quantitative",)
+FACTOR_NOTEBOOKS = ("07_quantitative", "08_bases_and_seeds")
 
 
 class NotebookError(RegexplainError, RuntimeError):

@@ -63,12 +63,13 @@ def test_notebook_runs_under_nbval(src, smoke_dirs, tmp_path):
 def test_notebook_figures_exist(smoke_dirs):
     """After the notebooks above ran (same session), the paper's figures and explorers are there."""
     figs = smoke_dirs["figures"]
-    if not (figs / "results_07_quantitative.json").is_file():
+    if not (figs / "results_08_bases_and_seeds.json").is_file():
         pytest.skip("runs after the per-notebook tests")
     for name in ("fig2_lung_components.png", "fig3_lambda_sweep.png", "fig3_lambda_sweep_sigma.png",
                  "fig4_hippocampus_components.png", "fig5_case_study.png", "fig6_lung_components_more.png",
                  "fig7_hippocampus_components_1-8.png", "fig8_skip_ablation.png", "explorer_lung.html",
-                 "explorer_hippocampus.html", "explained_variance.png", "loss_curves.png", "quantitative.png"):
+                 "explorer_hippocampus.html", "explained_variance.png", "loss_curves.png", "quantitative.png",
+                 "basis_comparison.png"):
         assert (figs / name).stat().st_size > 1000, name
 
 
@@ -78,7 +79,7 @@ def test_results_md_renders_the_rows_the_notebooks_wrote(smoke_dirs):
     """RESULTS.md from the JSON of the real smoke notebook runs above: the summary shows the Dice and
     explained-variance rows beside the paper once, the details every other table, each row once."""
     figs = smoke_dirs["figures"]
-    if not (figs / "results_07_quantitative.json").is_file():
+    if not (figs / "results_08_bases_and_seeds.json").is_file():
         pytest.skip("runs after the per-notebook tests")
     res = results.write_results(figs, "smoke")
     md = (figs / "RESULTS.md").read_text()
@@ -111,7 +112,7 @@ def test_same_seed_same_results_md_and_metrics(smoke_dirs, tmp_path):
     """Reproducible by construction: a second smoke main job with the same seed (and thread count) writes a
     byte-identical RESULTS.md and the same training metrics as the notebook runs above."""
     figs = smoke_dirs["figures"]
-    if not (figs / "results_07_quantitative.json").is_file():
+    if not (figs / "results_08_bases_and_seeds.json").is_file():
         pytest.skip("runs after the per-notebook tests")
     results.write_results(figs, "smoke")
     first = (figs / "RESULTS.md").read_bytes()
@@ -124,3 +125,32 @@ def test_same_seed_same_results_md_and_metrics(smoke_dirs, tmp_path):
         a, b = (json.loads((d / rel / "metrics.json").read_text()) for d in (smoke_dirs["runs"], again["runs"]))
         assert {k: v for k, v in a.items() if k not in TIMINGS} == {k: v for k, v in b.items() if k not in TIMINGS}
         assert a["steps"] == b["steps"] > 0
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_cross_seed_matching_from_a_seed_study(smoke_dirs, tmp_path):
+    """Notebook 08 and `regexplain match` on two smoke seeds laid out like the seed study's runs."""
+    from regexplain import runs
+    from regexplain.cli import main
+
+    study = tmp_path / "study"
+    for seed in (0, 1):
+        cfg = runs.model_config("smoke", "hippocampus_noskip", smoke_dirs["data"], seed)
+        runs.ensure_trained(cfg, study / "pose" / "runs" / f"noskip_seed{seed}")
+    rds = sorted(str(p) for p in (study / "pose" / "runs").iterdir())
+    assert main(["match", "--runs", *rds, "--out", str(tmp_path / "m"), "--components", "8", "--null", "3"]) == 0
+    got = json.loads((tmp_path / "m" / "match.json").read_text())
+    assert 2 <= len(got["components"]) <= 8 and len(got["pairs"]) == 1
+    assert all(0 <= c["similarity"] <= 1 + 1e-9 for c in got["components"])
+    assert (tmp_path / "m" / "component1.png").stat().st_size > 1000
+    figs = tmp_path / "figures"
+    params = {**pipeline.notebook_parameters("smoke", smoke_dirs["data"], smoke_dirs["runs"], figs),
+              "STUDY_DIR": str(study)}
+    pipeline.execute_notebook(pipeline.NOTEBOOK_DIR / "08_bases_and_seeds.py", tmp_path / "nb", params, timeout=600)
+    rows = json.loads((figs / "results_08_bases_and_seeds.json").read_text())["rows"]
+    assert [r["component"] for r in rows["cross_seed"]] == list(range(1, len(rows["cross_seed"]) + 1))
+    # the notebook's similarities are the CLI's (same runs, mask, seed; the null differs in draws)
+    assert rows["cross_seed"][0]["similarity"] == pytest.approx(got["components"][0]["similarity"], abs=1e-6)
+    assert (figs / "cross_seed_component1.png").stat().st_size > 1000
+    assert {r["basis"] for r in rows["basis_comparison"]} >= {"pca", "ica", "random_orthonormal"}

@@ -1,0 +1,87 @@
+# %% [markdown]
+# # 08 — Beyond the paper: which basis explains the latent space best, and do trainings agree?
+#
+# The paper decomposes the latent space with PCA and reads the components by eye. Other tools find latent
+# directions differently: GANSpace offers ICA and sparse PCA, SeFa reads them from the decoder's first layer
+# with no data, InterFaceGAN regresses known attributes (here: the phantoms' factors, an upper bound). Each
+# basis is scored exactly like notebook 07's PCA, every score beside the basis' own null (random rotations
+# of its coordinates with matched variances), and the random orthonormal basis itself is the null of the
+# contest.
+#
+# Then: is an elementary transformation a property of the data or an accident of one training? Models of
+# the same architecture trained with different seeds (the seed study's, `make study`) are compared through
+# their decoded fields D(σ_j u_j) − D(0) over the foreground, matched by the Hungarian algorithm on |cos|,
+# beside random directions of each run's subspace decoded the same way.
+
+# %% tags=["parameters"]
+PROFILE = "quick"
+DATA_DIR = "data"
+RUNS_DIR = "runs"
+FIGURES_DIR = "figures"
+SEED = 0
+INTERACTIVE = True
+STUDY_DIR = "study"      # `regexplain study --out` (the seed study's runs); skipped when absent
+REGIME = "pose"
+
+# %%
+from IPython.display import Markdown, display
+
+from regexplain import pipeline, runs
+from regexplain.affine import foreground_mask
+from regexplain.comparison import compare_bases, comparison_rows, reading, winners
+from regexplain.data.synthetic import read_factors
+from regexplain.matching import cross_run_similarity, matched_displacements
+from regexplain.results import save_results, table_markdown
+from regexplain.viz.figures import plot_observed_vs_null, plot_slice_grid, save_figure
+from regexplain.viz.slices import slice_view
+
+DATA_DIR, RUNS_DIR, FIGURES_DIR, STUDY_DIR = pipeline.notebook_setup(INTERACTIVE, DATA_DIR, RUNS_DIR, FIGURES_DIR,
+                                                                     STUDY_DIR)
+N_NULL = 3 if PROFILE == "smoke" else 10
+hip = runs.load_run(PROFILE, "hippocampus_noskip", RUNS_DIR, DATA_DIR)
+bases = compare_bases(hip.model, hip.train, hip.val, read_factors(hip.cfg.data.root), k=hip.decomposition.n_components,
+                      n_null=N_NULL, n_boot=N_NULL, seed=SEED)
+basis_rows = comparison_rows(bases)
+Markdown(table_markdown("basis_comparison", basis_rows))
+
+# %% [markdown]
+# ## Which basis wins on what
+
+# %%
+best = winners(bases)
+Markdown(table_markdown("basis_winners", best) + "\n\n" + reading(best))
+
+# %%
+plotted = {b: {k: v for k, v in sec["scores"].items() if not k.startswith("R²")} for b, sec in bases.items()}
+fig = plot_observed_vs_null(plotted, title="hippocampus, no skip: every basis against its null")
+save_figure(fig, FIGURES_DIR / "basis_comparison.png");
+
+# %% [markdown]
+# ## The same transformation across trainings
+# The seed study's no-skip runs (seed 0 is the reference). Shown: the reference's component 1 and the
+# component of each other seed matched to it, as D(σ u) − D(0) on one validation subject.
+
+# %%
+study_runs = sorted((STUDY_DIR / REGIME / "runs").glob("noskip_seed*"))
+study_runs = [rd for rd in study_runs if runs.run_finished(rd)]
+cross_rows = []
+if len(study_runs) >= 2:
+    opened = [runs.open_run(rd, device="cpu", decomposition=True, progress=False) for rd in study_runs]
+    pairs = [(r.model, r.decomposition) for r in opened]
+    mask = foreground_mask(opened[0].train.labels)
+    similarity = cross_run_similarity(pairs, mask, n=8, n_null=N_NULL * 2, seed=SEED)
+    cross_rows = [{"model": f"no skip, {len(opened)} seeds ({REGIME})", **c} for c in similarity["components"]]
+    disp = matched_displacements(pairs, similarity, component=1)
+    image, label = opened[0].val.images[0, 0].numpy(), opened[0].val.labels[0, 0].numpy()
+    grid = [[slice_view(image, label, d, "axial") for d in disp]]
+    fig = plot_slice_grid(grid, col_labels=[rd.name for rd in study_runs], row_labels=["component 1 (matched)"],
+                          suptitle="the same elementary transformation across seeds")
+    save_figure(fig, FIGURES_DIR / "cross_seed_component1.png")
+    display(Markdown(table_markdown("cross_seed", cross_rows)))
+else:
+    print(f"no seed study in {STUDY_DIR / REGIME}: run `make study` (or `regexplain study`) to compare trainings")
+
+# %%
+save_results(FIGURES_DIR, "08_bases_and_seeds",
+             {"basis_comparison": basis_rows, "basis_winners": best, "cross_seed": cross_rows},
+             reading=reading(best));
