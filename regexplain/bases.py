@@ -66,7 +66,8 @@ def _ica(latents, k, latent_shape, seed=0, **_):
 
     pca = Decomposition.fit(latents, k, latent_shape=latent_shape)
     white = pca.project(latents) / pca.sigma
-    ica = FastICA(n_components=k, whiten=False, random_state=seed, max_iter=1000, tol=1e-5).fit(white)
+    # the whitened coefficients are already k-dimensional: n_components=None (sklearn ignores it unwhitened)
+    ica = FastICA(n_components=None, whiten=False, random_state=seed, max_iter=1000, tol=1e-5).fit(white)
     # sources s = W w (w whitened coefficients); a unit change of source j moves w along column j of
     # the mixing matrix, i.e. the code along sum_k A_kj sigma_k u_k
     rows = (ica.mixing_ * pca.sigma[:, None]).T @ pca.components.astype(np.float64)
