@@ -953,6 +953,20 @@ def casestudy_nan_weights(t, fx):
     return Spec(_casestudy(fx, t, model=p), [t / "cs"], [str(p)])
 
 
+# ------------------------------------------------------------------------------------------- match
+
+@case
+def match_one_run(t, fx):
+    return Spec(["match", "--runs", str(fx.run), "--out", str(t / "m")], [t / "m"], ["--runs"])
+
+
+@case
+def match_data_missing_folder(t, fx):
+    run = copy_run(fx, t)
+    return Spec(["match", "--runs", str(run), str(run), "--data", str(t / "nowhere"), "--out", str(t / "m")],
+                [t / "m", run, t / "nowhere"], ["no such data folder"])
+
+
 # ----------------------------------------------------------------------------------------- explore
 
 @case

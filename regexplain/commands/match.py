@@ -12,6 +12,8 @@ from regexplain.commands.options import int_at_least
 def register(subparsers) -> None:
     p = subparsers.add_parser("match", help="match the decoded components of runs trained with different seeds")
     p.add_argument("--runs", nargs="+", required=True, help="run directories (or checkpoints), the reference first")
+    p.add_argument("--data", type=Path, help="dataset folder the runs read their splits from (default: the folder "
+                   "each was trained on; e.g. a copy of the seed study's data on another machine)")
     p.add_argument("--out", required=True, type=Path, help="output directory (match.json, component1.png)")
     p.add_argument("--components", type=int_at_least(1), default=8, help="components compared (default 8)")
     p.add_argument("--null", type=int_at_least(1), default=20, help="random-direction draws per run (default 20)")
@@ -31,7 +33,9 @@ def _match(args: argparse.Namespace) -> int:
     if len(args.runs) < 2:
         raise UsageError("--runs: matching needs at least two runs")
     check_writable(args.out)
-    opened = [open_run(r, device="cpu", decomposition=True, progress=False) for r in args.runs]
+    data = {"root": str(args.data)} if args.data else None
+    opened = [open_run(r, device="cpu", data=data, source="--data", decomposition=True, progress=False)
+              for r in args.runs]
     shapes = {tuple(r.val.images.shape[2:]) for r in opened}
     if len(shapes) > 1:
         raise UsageError(f"--runs: the runs work at different shapes {sorted(shapes)}; match runs of one profile")
