@@ -83,10 +83,16 @@ def comparison_rows(comparison: Mapping[str, Mapping[str, Any]]) -> list[dict[st
     return [{"basis": b, "score": s, **v} for b, sec in comparison.items() for s, v in sec["scores"].items()]
 
 
-def winners(comparison: Mapping[str, Mapping[str, Any]], exclude: Sequence[str] = ("random_orthonormal",)
-            ) -> list[dict[str, Any]]:
-    """Per score, the basis with the largest observed value (the null basis left out), whether it beats its
-    own null's 95th percentile, and PCA's value beside it: the written reading's rows."""
+#: not contestants: the null itself, and the supervised directions (fitted on the factors the scores
+#: measure, an upper bound that would otherwise "win" the factor scores by construction)
+NOT_CONTESTANTS = ("random_orthonormal", "supervised")
+
+
+def winners(comparison: Mapping[str, Mapping[str, Any]], exclude: Sequence[str] = NOT_CONTESTANTS,
+            bound: str = "supervised") -> list[dict[str, Any]]:
+    """Per score, the basis with the largest observed value (``exclude`` left out), whether it beats its
+    own null's 95th percentile, PCA's value and the upper bound's (``bound``, ``None`` where it has no such
+    score) beside it: the written reading's rows."""
     scores = dict.fromkeys(s for sec in comparison.values() for s in sec["scores"])
     rows = []
     for s in scores:
@@ -96,7 +102,8 @@ def winners(comparison: Mapping[str, Mapping[str, Any]], exclude: Sequence[str] 
         best = max(have, key=lambda b: have[b]["observed"])
         v, pca = have[best], have.get("pca", {})
         rows.append({"score": s, "best": best, "observed": v["observed"],
-                     "beats_null": bool(v["observed"] > v.get("null_p95", np.inf)), "pca": pca.get("observed")})
+                     "beats_null": bool(v["observed"] > v.get("null_p95", np.inf)), "pca": pca.get("observed"),
+                     "bound": comparison.get(bound, {}).get("scores", {}).get(s, {}).get("observed")})
     return rows
 
 

@@ -42,6 +42,17 @@ def test_winners_pick_the_largest_observed_value_and_say_whether_it_beats_its_nu
     assert {r["basis"] for r in comparison.comparison_rows(comp)} == set(comp)
 
 
+
+def test_the_supervised_upper_bound_stands_beside_the_winner_and_never_wins():
+    s = lambda obs: {"observed": obs, "null_mean": 0.0, "null_p95": 0.0}  # noqa: E731
+    comp = {"pca": {"scores": {"SAP": s(0.3), "bootstrap stability": s(0.7)}},
+            "sefa": {"scores": {"SAP": s(0.4)}},
+            "supervised": {"scores": {"SAP": s(0.9)}}}
+    rows = {r["score"]: r for r in comparison.winners(comp)}
+    assert rows["SAP"]["best"] == "sefa" and rows["SAP"]["bound"] == 0.9 and rows["SAP"]["pca"] == 0.3
+    assert rows["bootstrap stability"]["best"] == "pca" and rows["bootstrap stability"]["bound"] is None
+    assert "**supervised**" not in comparison.reading(list(rows.values()))
+
 @pytest.mark.slow
 def test_every_basis_is_scored_with_every_score():
     torch.manual_seed(0)
