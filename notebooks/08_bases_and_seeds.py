@@ -66,7 +66,10 @@ study_runs = sorted((STUDY_DIR / REGIME / "runs").glob("noskip_seed*"))
 study_runs = [rd for rd in study_runs if runs.run_finished(rd)]
 cross_rows = []
 if len(study_runs) >= 2:
-    opened = [runs.open_run(rd, device="cpu", decomposition=True, progress=False) for rd in study_runs]
+    # the study's data sit beside its runs (OUT/<regime>/data): a copied or moved study still opens
+    data = STUDY_DIR / REGIME / "data" / "hippocampus"
+    opened = [runs.open_run(rd, device="cpu", data={"root": str(data)} if data.is_dir() else None,
+                            decomposition=True, progress=False) for rd in study_runs]
     pairs = [(r.model, r.decomposition) for r in opened]
     mask = foreground_mask(opened[0].train.labels)
     similarity = cross_run_similarity(pairs, mask, n=8, n_null=N_NULL * 2, seed=SEED)
@@ -80,6 +83,11 @@ if len(study_runs) >= 2:
     display(Markdown(table_markdown("cross_seed", cross_rows)))
 else:
     print(f"no seed study in {STUDY_DIR / REGIME}: run `make study` (or `regexplain study`) to compare trainings")
+
+# %% [markdown]
+# Reading the cross-seed table: the null is far from 0, because random directions of a run's subspace decode
+# to fields that already resemble one another, and the Hungarian matching picks the best of them. A component
+# recurs across trainings only where its matched |cos| lies above the null's 95 %.
 
 # %%
 save_results(FIGURES_DIR, "08_bases_and_seeds",
