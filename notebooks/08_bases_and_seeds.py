@@ -92,4 +92,4 @@ else:
 # %%
 save_results(FIGURES_DIR, "08_bases_and_seeds",
              {"basis_comparison": basis_rows, "basis_winners": best, "cross_seed": cross_rows},
-             reading=reading(best));
+             texts={"basis_winners": reading(best)});

@@ -100,9 +100,11 @@ TABLES: dict[str, Table] = {
 # ------------------------------------------------------------------------------------------ formatting
 
 def cell(value: Any, digits: int = 2) -> str:
-    """A float with ``digits`` decimals, ``–`` for a missing value, anything else as ``str``."""
+    """A float with ``digits`` decimals, ``–`` for a missing value, yes / no for a bool, else ``str``."""
     if value is None:
         return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
@@ -134,17 +136,18 @@ def records_markdown(rows: Sequence[Mapping[str, Any]], digits: int = 3) -> str:
 # -------------------------------------------------------------------------------------- saving, merging
 
 def save_results(figures_dir: str | Path, notebook: str, rows: Mapping[str, Sequence[Mapping[str, Any]]],
-                 **extra: Any) -> Path:
-    """Write ``FIGURES/results_<notebook>.json`` (atomically): ``{"rows": rows, **extra}``.
+                 texts: Mapping[str, str] | None = None, **extra: Any) -> Path:
+    """Write ``FIGURES/results_<notebook>.json`` (atomically): ``{"rows": rows, "texts": texts, **extra}``;
+    ``texts``: table name -> a written reading that RESULTS.md shows below that table.
 
     Raises:
         KeyError: a table name that :data:`TABLES` does not define.
     """
-    unknown = set(rows) - set(TABLES)
+    unknown = (set(rows) | set(texts or {})) - set(TABLES)
     if unknown:
         raise KeyError(f"unknown result table(s) {sorted(unknown)}; define them in regexplain.results.TABLES")
     path = Path(figures_dir) / f"results_{notebook}.json"
-    write_json(path, {"rows": {k: list(v) for k, v in rows.items()}, **extra})
+    write_json(path, {"rows": {k: list(v) for k, v in rows.items()}, "texts": dict(texts or {}), **extra})
     return path
 
 
@@ -170,7 +173,9 @@ def merge_results(figures_dir: str | Path) -> dict[str, Any]:
     merged: dict[str, Any] = {"paper": PAPER}
     for p in sorted(figures_dir.glob("results_*.json")):
         merged[p.stem.removeprefix("results_")] = json.loads(p.read_text())
-    merged["rows"] = merge_rows(v for k, v in merged.items() if k != "paper")
+    notebooks = [v for k, v in merged.items() if k != "paper"]
+    merged["rows"] = merge_rows(notebooks)
+    merged["texts"] = {k: t for nb in notebooks for k, t in (nb.get("texts") or {}).items()}
     studies = {p.stem.removeprefix("study_"): json.loads(p.read_text())
                for p in sorted(figures_dir.glob("study_*.json"))}
     if studies:
@@ -192,6 +197,8 @@ def results_markdown(results: Mapping[str, Any], profile: str) -> str:
         if t.details and rows.get(name):
             lines += [f"## {t.title}", ""] + ([t.note, ""] if t.note else [])
             lines += [table_markdown(name, rows[name]), ""]
+            if results.get("texts", {}).get(name):
+                lines += [results["texts"][name], ""]
     return "\n".join(lines) + "\n"
 
 

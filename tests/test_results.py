@@ -52,3 +52,14 @@ def test_every_table_renders_once_in_the_details(tmp_path):
     assert "Registration Dice, beside the paper" not in md      # shown in the summary, not a second time
     assert md.count("0.88") == 1
     assert json.loads((tmp_path / "results.json").read_text())["paper"]["dice"]["lung_noskip"]["after"] == 0.90
+
+
+def test_a_written_reading_follows_its_table_and_bools_read_yes_no(tmp_path):
+    rows = [{"score": "SAP", "best": "ica", "observed": 0.5, "beats_null": True, "pca": 0.3}]
+    results.save_results(tmp_path, "08_x", {"basis_winners": rows}, texts={"basis_winners": "**ica** wins SAP."})
+    md = results.results_markdown(results.merge_results(tmp_path), "quick")
+    table = results.table_markdown("basis_winners", rows)
+    assert "| SAP | ica | 0.500 | yes | 0.300 |" in table
+    assert table + "\n\n**ica** wins SAP." in md
+    with pytest.raises(KeyError, match="TABLES"):
+        results.save_results(tmp_path, "08_y", {}, texts={"nope": "x"})
