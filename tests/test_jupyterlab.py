@@ -1,5 +1,6 @@
-"""Notebook 04 in a real JupyterLab, driven in headless Chromium as a user would: open it (no kernel dialog),
-Run All Cells, then see the figures inline and the explorer redraw on the λ slider and the component slider.
+"""Notebooks in a real JupyterLab, driven in headless Chromium as a user would: open one (no kernel dialog),
+Run All Cells, then see the figures inline; in notebook 04 the explorer redraws on the λ slider and the
+component slider; notebook 08 shows its basis comparison inline.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from regexplain import pipeline
 from regexplain.app.server import HOST, free_port
 
 NOTEBOOK = "04_lambda_sweeps"
+BASES_NOTEBOOK = "08_bases_and_seeds"
 PLOT = ".explorer-plot"
 CELLS = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell"
 
@@ -32,8 +34,9 @@ def lab_notebook(tmp_path_factory):
     pipeline.prepare("smoke", root / "data", root / "runs", log=lambda _msg: None)
     params = {**pipeline.notebook_parameters("smoke", root / "data", root / "runs", root / "figures"),
               "INTERACTIVE": True}
-    nb_path = pipeline.to_ipynb(pipeline.NOTEBOOK_DIR / f"{NOTEBOOK}.py", root / f"{NOTEBOOK}.ipynb")
-    nbformat.write(parameterize_notebook(load_notebook_node(str(nb_path)), params), nb_path)
+    for name in (NOTEBOOK, BASES_NOTEBOOK):
+        nb_path = pipeline.to_ipynb(pipeline.NOTEBOOK_DIR / f"{name}.py", root / f"{name}.ipynb")
+        nbformat.write(parameterize_notebook(load_notebook_node(str(nb_path)), params), nb_path)
     return root
 
 
@@ -93,32 +96,49 @@ _PROMPTS_JS = """() => Array.from(document.querySelectorAll(
   '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputPrompt')).map(p => p.innerText.trim())"""
 
 
+def _run_all(page, lab_server: str, name: str) -> None:
+    """Open notebook ``name`` in JupyterLab and Run > Run All Cells; fails on an error output or a cell that
+    has not run within 300 s."""
+    page.goto(f"{lab_server}/lab/workspaces/t{int(time.time())}/tree/{name}.ipynb?reset")
+    page.wait_for_selector(CELLS, timeout=120_000)
+    assert page.locator(".jp-Dialog").count() == 0, "a kernel dialog: the notebook carries no kernelspec"
+    page.wait_for_function("() => document.body.innerText.includes('Python 3 (ipykernel) | Idle')", timeout=120_000)
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        prompts = page.evaluate(_PROMPTS_JS)
+        if prompts and all(p[1:-2].isdigit() for p in prompts):
+            break
+        assert page.locator("[data-mime-type='application/vnd.jupyter.error']").count() == 0, \
+            page.locator("[data-mime-type='application/vnd.jupyter.error']").first.inner_text()[-2000:]
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"cells did not all run within 300 s: {page.evaluate(_PROMPTS_JS)}")
+    assert page.locator("[data-mime-type='application/vnd.jupyter.error']").count() == 0
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_notebook_08_shows_the_basis_comparison_inline(lab_server, lab_notebook, tmp_path):
+    with chromium_page(tmp_path / "chrome-profile", width=1500, height=1100) as page:
+        _run_all(page, lab_server, BASES_NOTEBOOK)
+        figures = page.locator(".jp-OutputArea-output[data-mime-type='image/png'] img")
+        assert figures.count() >= 1                                   # the basis comparison chart
+        tables = page.locator(".jp-RenderedMarkdown table")
+        assert tables.count() >= 2                                    # every basis' scores; the winners
+        assert "random_orthonormal" in tables.first.inner_text() and "best basis" in tables.nth(1).inner_text()
+        figures.first.scroll_into_view_if_needed()
+        screenshot(page, tmp_path / "lab_08_bases.png")
+
+
 @pytest.mark.browser
 @pytest.mark.slow
 def test_notebook_04_in_jupyterlab(lab_server, lab_notebook, tmp_path):
     t0 = time.monotonic()
     with chromium_page(tmp_path / "chrome-profile", width=1500, height=1100) as page:
-        page.goto(f"{lab_server}/lab/workspaces/t{int(time.time())}/tree/{NOTEBOOK}.ipynb?reset")
-        page.wait_for_selector(CELLS, timeout=120_000)
-        assert page.locator(".jp-Dialog").count() == 0, "a kernel dialog: the notebook carries no kernelspec"
-        # a Run All clicked while the kernel still starts is lost: wait for it, as a user sees it in the status bar
-        page.wait_for_function("() => document.body.innerText.includes('Python 3 (ipykernel) | Idle')",
-                               timeout=120_000)
-        # Run > Run All Cells, as a user would
-        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            prompts = page.evaluate(_PROMPTS_JS)
-            if prompts and all(p[1:-2].isdigit() for p in prompts):
-                break
-            assert page.locator("[data-mime-type='application/vnd.jupyter.error']").count() == 0, \
-                page.locator("[data-mime-type='application/vnd.jupyter.error']").first.inner_text()[-2000:]
-            time.sleep(0.5)
-        else:
-            raise AssertionError(f"cells did not all run within 300 s: {page.evaluate(_PROMPTS_JS)}")
+        _run_all(page, lab_server, NOTEBOOK)
         run_s = time.monotonic() - t0
-        assert page.locator("[data-mime-type='application/vnd.jupyter.error']").count() == 0
         inline = page.locator(".jp-OutputArea-output[data-mime-type='image/png'] img").count()
         assert inline >= 6, f"{inline} inline figures"  # Fig 2, 6, 3 (x2), 4, 7
         page.locator(".jp-OutputArea-output[data-mime-type='image/png'] img").nth(2).scroll_into_view_if_needed()
