@@ -24,20 +24,20 @@ JAC_MARGIN = 1e-3
 def _box_sums(x: Tensor, window: int) -> Tensor:
     """Sums over the ``window^3`` cube around every voxel, zero padding (same shape out).
 
-    Three 1-D passes of a grouped convolution with a ones kernel: the same values as ``avg_pool3d``
-    times ``window^3`` to float precision, about twice as fast on CPU (``benchmarks/lncc.py``).
+    One cumulative sum per axis (a summed-volume table, differenced ``window`` apart): the same values as
+    a ones-kernel convolution to float precision, and 2.5-2.7x faster forward + backward than three 1-D
+    grouped convolutions at 32^3 and 48 x 24 x 48 on one CPU thread (``benchmarks/lncc.py``).
 
     Args:
         x: ``(B, C, D, H, W)``; channels are summed independently.
     """
-    c, p = x.shape[1], window // 2
-    for axis in range(3):
-        ks = [1, 1, 1]
-        ks[axis] = window
-        pad = [0, 0, 0]
-        pad[axis] = p
-        w = torch.ones((c, 1, *ks), device=x.device, dtype=x.dtype)
-        x = F.conv3d(x, w, padding=tuple(pad), groups=c)
+    p = window // 2
+    for axis in (2, 3, 4):
+        pad = [0] * 6                       # F.pad lists the last axis first
+        pad[2 * (4 - axis)], pad[2 * (4 - axis) + 1] = p + 1, p
+        c = F.pad(x, pad).cumsum(axis)
+        n = x.shape[axis]
+        x = c.narrow(axis, window, n) - c.narrow(axis, 0, n)
     return x
 
 

@@ -190,3 +190,12 @@ def test_registration_loss_skips_zero_weights_and_rejects_bad_input():
         L.registration_loss(out, m, f[:, :, :4], mo, fo, cfg)
     with pytest.raises(ConfigError, match="loss.smooth must be >= 0"):
         load_config("smoke", "hippocampus", {"loss": {"smooth": -0.1}})
+
+
+def test_box_sums_match_a_ones_kernel_convolution_and_their_gradient():
+    # window wider than an axis (9 > 5) included: zero padding, nothing wraps
+    x = torch.rand(2, 3, 6, 5, 7, dtype=torch.float64, requires_grad=True)
+    ref = torch.nn.functional.conv3d(x.reshape(6, 1, 6, 5, 7), torch.ones(1, 1, 9, 9, 9, dtype=torch.float64),
+                                     padding=4).reshape(2, 3, 6, 5, 7)
+    torch.testing.assert_close(L._box_sums(x, 9), ref)
+    assert torch.autograd.gradcheck(lambda t: L._box_sums(t, 3), (x[:1, :1],))
