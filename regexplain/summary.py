@@ -72,12 +72,14 @@ def summary_lines(results: Mapping[str, Any]) -> list[str]:
 def _claim_lines(results: Mapping[str, Any]) -> list[str]:
     studies = results.get("study") or {}
     if studies:  # regime -> the seed study's record (regexplain.study): its verdicts are the claims' rows
-        from regexplain.study import verdict_markdown
+        from regexplain.study import runs_markdown, verdict_markdown
 
         lines = []
         for regime, st in studies.items():
             title = f"The paper's claims: {regime} phantoms, {len(st['seeds'])} seeds, {st['profile']} profile"
             lines += verdict_markdown(st["verdicts"], title).splitlines() + [""]
+            if st.get("runs"):   # studies written before the runs table have none
+                lines += runs_markdown(st["runs"]).splitlines() + [""]
         return lines
     rows = [r for r in (_fig5_row(results), _fig8_row(results)) if r]
     lines = ["### The paper's claims (this run, one seed)", "", STUDY_HINT, ""]

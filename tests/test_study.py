@@ -103,6 +103,8 @@ def test_study_end_to_end_on_smoke_and_resume(tmp_path):
     assert len(list((base / "scores").glob("*.json"))) == 9     # 3 seeds x (no skip, skip, untrained)
     assert [r["verdict"] in ("supported", "not supported", "inconclusive") for r in res["verdicts"]]
     assert "| claim |" in (base / "STUDY.md").read_text()
+    assert [(r["arch"], r["seed"]) for r in res["runs"]] == [(a, s) for a in ("noskip", "skip") for s in (0, 1, 2)]
+    assert "#### Runs" in (base / "STUDY.md").read_text()
     steps = {json.loads((p / "metrics.json").read_text())["steps"] for p in (base / "runs").iterdir()}
     assert len(steps) == 1                                       # equal steps for every run
     # interruption: one score lost, one run's metrics lost (unfinished): a rerun redoes only those
@@ -131,7 +133,7 @@ def test_study_command_and_results_md(tmp_path):
     meta = list((tmp_path / "study" / "msd_like" / "data").rglob("synthetic.json"))
     assert len(meta) == 1 and json.loads(meta[0].read_text())["regime"] == "msd_like"
     md = results.results_markdown(results.merge_results(figs), "smoke")
-    assert "msd_like phantoms, 3 seeds" in md and "No seed study" not in md
+    assert "msd_like phantoms, 3 seeds" in md and "No seed study" not in md and "#### Runs" in md
     with pytest.raises(SystemExit) as e:                       # argparse refuses fewer than 3 seeds
         main(["study", "--profile", "smoke", "--seeds", "2", "--out", str(tmp_path / "s2")])
     assert e.value.code == 2 and not (tmp_path / "s2").exists()
@@ -142,3 +144,18 @@ def test_readout_from_medians_finds_the_standout_component():
     assert s["top"] == 3 and s["ratio"] == pytest.approx(1.0 / 0.12) and s["n_active"] == 1
     flat = study.readout_from_medians([1.0] * 5)
     assert flat["n_active"] == 0 and flat["ratio"] == pytest.approx(1.0)
+
+
+def test_runs_table_names_the_runs_that_did_not_register(tmp_path):
+    for name, before, after in (("noskip_seed0", 0.47, 0.60), ("noskip_seed1", 0.47, 0.475), ("skip_seed0", 0.47, 0.8)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(json.dumps(
+            {"dice_before": before, "dice_after": after, "folding_pct": 0.1, "steps": 2000}))
+    rows = study.run_rows(tmp_path, ("noskip", "skip"), (0, 1))          # skip seed 1 not trained: left out
+    assert [(r["arch"], r["seed"], r["registers"]) for r in rows] == [
+        ("noskip", 0, True), ("noskip", 1, False), ("skip", 0, True)]
+    assert rows[0]["dice_gain"] == pytest.approx(0.13)
+    md = study.runs_markdown(rows)
+    assert "| noskip | 1 | 0.470 → 0.475 |" in md
+    assert md.rstrip().endswith("noskip seed 1; their scores are kept in the verdicts above.")
+    assert "Every run registers" in study.runs_markdown(rows[:1])
