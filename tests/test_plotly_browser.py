@@ -35,6 +35,16 @@ def _views(lams):
     return out
 
 
+def _wait_for(page, done, timeout: float = 10.0) -> dict:
+    """The page's state once ``done(state)`` holds, or the last state seen after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    state = page.evaluate(STATE_JS)
+    while not done(state) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        state = page.evaluate(STATE_JS)
+    return state
+
+
 @pytest.mark.browser
 def test_plotly_page_keeps_lambda_when_the_component_changes(tmp_path):
     from regexplain.viz.interactive import N_FIXED, TRACES_PER_STATE, explorer_figure, write_html
@@ -52,14 +62,13 @@ def test_plotly_page_keeps_lambda_when_the_component_changes(tmp_path):
             assert page.evaluate(STATE_JS)["active"] == 2  # opens at λ = 0
             rail = page.locator(".slider-rail-rect").first.bounding_box()
             page.mouse.click(rail["x"] + rail["width"] * 0.99, rail["y"] + rail["height"] / 2)  # λ = +2
-            page.wait_for_function("() => document.querySelector('.js-plotly-plot').layout.sliders[0].active == 4")
-            assert page.evaluate(STATE_JS)["first"] == N_FIXED + 4 * TRACES_PER_STATE
+            # the slider's `active` moves before plotly's restyle shows the step's traces: wait for both
+            state = _wait_for(page, lambda s: s["active"] == 4 and s["first"] == N_FIXED + 4 * TRACES_PER_STATE)
+            assert state["active"] == 4 and state["first"] == N_FIXED + 4 * TRACES_PER_STATE
             page.locator(".updatemenu-header-group").first.click()
             page.locator(".updatemenu-dropdown-button").nth(1).click()
-            deadline = time.monotonic() + 10
-            while page.evaluate(STATE_JS)["prefix"].startswith("component 1") and time.monotonic() < deadline:
-                time.sleep(0.1)
-            state = page.evaluate(STATE_JS)
+            state = _wait_for(page, lambda s: s["prefix"].startswith("component 2")
+                              and s["first"] == N_FIXED + (len(lams) + 4) * TRACES_PER_STATE)
             assert state["prefix"].startswith("component 2") and state["active"] == 4
             assert state["first"] == N_FIXED + (len(lams) + 4) * TRACES_PER_STATE  # component 2's λ = +2 picture
     finally:
