@@ -229,19 +229,25 @@ def verdict_markdown(rows: Sequence[Mapping[str, Any]], title: str = "Verdict") 
 def run_rows(runs_dir: str | Path, archs: Sequence[str], seeds: Sequence[int]) -> list[dict[str, Any]]:
     """One row per trained run of ``runs_dir/<arch>_seed<seed>``: validation Dice before / after, its gain,
     folding, steps, and ``registers`` (gain >= :data:`MIN_DICE_GAIN`), from the run's ``metrics.json``.
-    A run without metrics (not trained yet) is left out."""
+    A run without metrics (not trained yet) is left out; unreadable metrics raise :class:`CheckpointError`
+    naming the file."""
+    from regexplain.errors import CheckpointError
+
     rows = []
     for arch in archs:
         for seed in seeds:
             path = Path(runs_dir) / f"{arch}_seed{seed}" / "metrics.json"
             if not path.is_file():
                 continue
-            m = json.loads(path.read_text())
-            gain = float(m["dice_after"]) - float(m["dice_before"])
-            rows.append({"arch": arch, "seed": int(seed), "dice_before": float(m["dice_before"]),
-                         "dice_after": float(m["dice_after"]), "dice_gain": gain,
-                         "folding_pct": float(m.get("folding_pct", float("nan"))), "steps": int(m["steps"]),
-                         "registers": bool(gain >= MIN_DICE_GAIN)})
+            try:
+                m = json.loads(path.read_text())
+                before, after, steps = float(m["dice_before"]), float(m["dice_after"]), int(m["steps"])
+            except (ValueError, KeyError, TypeError) as e:
+                raise CheckpointError(f"{path}: not a finished run's metrics ({e!r}); delete the run folder "
+                                      "to retrain it") from e
+            rows.append({"arch": arch, "seed": int(seed), "dice_before": before, "dice_after": after,
+                         "dice_gain": after - before, "folding_pct": float(m.get("folding_pct", float("nan"))),
+                         "steps": steps, "registers": bool(after - before >= MIN_DICE_GAIN)})
     return rows
 
 
@@ -249,14 +255,15 @@ def runs_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     """The trained runs' registration (``arch | seed | Dice before → after | folding | steps``), then the
     runs that did not register: their scores stay in the verdicts (they are what the recipe gave), but a
     reader should know that they describe a decoder that outputs the identity."""
-    lines = ["#### Runs", "", "| architecture | seed | validation Dice before → after | folding (% of voxels) | steps |",
+    lines = ["#### Runs", "",
+             "| architecture | seed | validation Dice before → after | folding (% of voxels) | steps |",
              "|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['arch']} | {r['seed']} | {r['dice_before']:.3f} → {r['dice_after']:.3f} | "
                      f"{_fmt(r['folding_pct'])} | {r['steps']} |")
     stuck = [f"{r['arch']} seed {r['seed']}" for r in rows if not r["registers"]]
-    lines += ["", (f"Did not register (validation Dice gain below {MIN_DICE_GAIN}): {', '.join(stuck)}; their scores "
-                   "are kept in the verdicts above." if stuck else
+    lines += ["", (f"Did not register (validation Dice gain below {MIN_DICE_GAIN}): {', '.join(stuck)}; "
+                   "their scores are kept in the verdicts above." if stuck else
                    f"Every run registers (validation Dice gain of at least {MIN_DICE_GAIN}).")]
     return "\n".join(lines) + "\n"
 

@@ -9,6 +9,7 @@ import pytest
 
 from regexplain import disentangle as dz
 from regexplain import study
+from regexplain.errors import CheckpointError
 
 
 def _latents(seed=0, n=80, k=10, planted=True):
@@ -159,3 +160,7 @@ def test_runs_table_names_the_runs_that_did_not_register(tmp_path):
     assert "| noskip | 1 | 0.470 → 0.475 |" in md
     assert md.rstrip().endswith("noskip seed 1; their scores are kept in the verdicts above.")
     assert "Every run registers" in study.runs_markdown(rows[:1])
+    (tmp_path / "skip_seed1").mkdir()
+    (tmp_path / "skip_seed1" / "metrics.json").write_text("{\"dice_before\": 0.4")     # cut short
+    with pytest.raises(CheckpointError, match="skip_seed1.metrics.json"):
+        study.run_rows(tmp_path, ("skip",), (1,))
