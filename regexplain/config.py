@@ -24,7 +24,7 @@ PROFILE_DIR = Path(__file__).parent / "profiles"
 PRECISIONS = ("float32", "bfloat16")  # inference precisions of RegistrationNet.register
 ACTIVATIONS = ("sigmoid", "softplus")    # decoder gradient activations (see regexplain.model)
 SMOOTHNESS = ("l1_identity", "squared_diff")   # smoothness terms (see regexplain.losses)
-PHANTOM_REGIMES = ("pose", "msd_like")         # regexplain.data.synthetic.REGIMES (kept in sync by a test)
+PHANTOM_REGIMES = ("calibrated", "pose", "msd_like")   # regexplain.data.synthetic.REGIMES (kept in sync by a test)
 
 
 class ConfigError(RegexplainError, ValueError):
@@ -61,7 +61,7 @@ class DataConfig:
     exact_counts: bool = False                   # n_train / n_val asked for explicitly: they must fit
     num_labels: int = 3                          # background included
     seed: int = 0
-    phantom_regime: str = "pose"                 # phantoms made by the main job: see data.synthetic.REGIMES
+    phantom_regime: str = "calibrated"              # phantoms made by the main job: see data.synthetic.REGIMES
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -71,6 +71,8 @@ class ModelConfig:
     skip_connections: bool = False
     negative_slope: float = 0.2
     activation: str = "sigmoid"      # authors' 2*sigmoid, gradients in (0, 2); "softplus": softplus/ln 2
+    convs_per_level: tuple[int, ...] = ()    # authors' nb_Convs; their --classic-vnet: [1, 2, 3, 2, 2, 2]
+    deep_supervision: bool = False   # authors' --deep-supervision: coarse levels predict maps too
 
 
 @dataclass
@@ -80,6 +82,8 @@ class LossConfig:
     smooth: float = 0.1     # alpha
     smoothness: str = "l1_identity"   # authors' L1(sigmoid output, 1/2); "squared_diff": |grad g|^2
     jac: float = 0.0        # beta (paper: 1 lung, 0 hippocampus)
+    deep_terms: tuple[str, ...] = ("sim",)   # with model.deep_supervision: terms averaged over the levels
+                                             # (authors: the image similarity only); may add "seg"
     lncc_window: int = 9
 
 
@@ -188,6 +192,9 @@ def validate(cfg: Config, source: str = "config") -> Config:
          f"({cfg.depth} downsamplings from model.channels)")
     need(d.phantom_regime in PHANTOM_REGIMES,
          f"data.phantom_regime must be one of {PHANTOM_REGIMES}, got {d.phantom_regime!r}")
+    need(not m.convs_per_level or (len(m.convs_per_level) >= cfg.depth and min(m.convs_per_level) >= 1),
+         f"model.convs_per_level must be empty or hold at least {cfg.depth} entries >= 1 (one per "
+         f"downsampling), got {list(m.convs_per_level)}")
     need(m.activation in ACTIVATIONS, f"model.activation must be one of {ACTIVATIONS}, got {m.activation!r}")
     need(lo.smoothness in SMOOTHNESS, f"loss.smoothness must be one of {SMOOTHNESS}, got {lo.smoothness!r}")
     need(d.num_labels >= 2, f"data.num_labels must be >= 2, got {d.num_labels}")
@@ -198,6 +205,7 @@ def validate(cfg: Config, source: str = "config") -> Config:
     need(d.n_subjects >= 4, f"data.n_subjects must be >= 4 (2 train + 2 val), got {d.n_subjects}")
     for k in ("sim", "seg", "smooth", "jac"):
         need(getattr(lo, k) >= 0, f"loss.{k} must be >= 0, got {getattr(lo, k)}")
+    need(set(lo.deep_terms) <= {"sim", "seg"}, f"loss.deep_terms may hold 'sim' and 'seg', got {list(lo.deep_terms)}")
     need(lo.lncc_window >= 3 and lo.lncc_window % 2 == 1,
          f"loss.lncc_window must be odd and >= 3, got {lo.lncc_window}")
     need(t.lr > 0, f"train.lr must be > 0, got {t.lr}")

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from regexplain import metrics
-from regexplain.spatial import identity_map, warp
+from regexplain.spatial import identity_map, translation_map, warp
 
 
 @torch.no_grad()
@@ -77,8 +77,20 @@ def evaluate_pairs(model, val, pairs: Sequence[tuple[int, int]], num_labels: int
                 row.update(_label_scores(pred, fixed, num_labels, val.spacing, stage))
                 row[f"folding_pct_{stage}"] = 100.0 * metrics.folding_fraction(p)
                 row[f"sdlogj_{stage}"] = metrics.sdlogj(p)
+            row.update(_centroid_columns(val.labels[m, 0].numpy(), fixed, warped[k, 0].numpy(), num_labels))
             rows.append(row)
     return rows, summarize(rows)
+
+
+def _centroid_columns(moving: np.ndarray, fixed: np.ndarray, warped: np.ndarray, num_labels: int) -> dict:
+    """The centroid baseline's Dice and the true / model label-centroid offsets of one pair."""
+    base = centroid_baseline_label(moving, fixed)
+    c_m = label_centroid(moving)
+    true, model = label_centroid(fixed) - c_m, label_centroid(warped) - c_m
+    out = {"dice_centroid": float(np.nanmean(metrics.dice_per_label(base, fixed, _fg(num_labels))))}
+    out.update({f"offset_true_{a}": float(v) for a, v in zip("xyz", true, strict=True)})
+    out.update({f"offset_model_{a}": float(v) for a, v in zip("xyz", model, strict=True)})
+    return out
 
 
 def _label_scores(pred: np.ndarray, target: np.ndarray, num_labels: int, spacing, stage: str) -> dict:
@@ -102,3 +114,48 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             out[key] = {"mean": float(ok.mean()) if len(ok) else float("nan"),
                         "sd": float(ok.std()) if len(ok) else float("nan"), "n": int(len(ok))}
     return out
+
+
+# --------------------------------------------------------------------------- trivial baseline, per axis
+
+def label_centroid(label: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Centroid ``(3,)`` of the foreground ``label > 0`` ``(D, H, W)`` in voxels (NaN when empty)."""
+    idx = np.argwhere(np.asarray(label) > 0)
+    return idx.mean(0) if len(idx) else np.full(3, np.nan)
+
+
+def centroid_baseline_label(moving: np.ndarray, fixed: np.ndarray) -> np.ndarray:
+    """The trivial registration: ``moving`` ``(D, H, W)`` translated by the difference of the label
+    centroids (fixed minus moving), nearest-neighbour; the baseline a learnt model must beat."""
+    shift = label_centroid(fixed) - label_centroid(moving)
+    if not np.isfinite(shift).all():
+        return np.asarray(moving).copy()
+    phi = translation_map(np.shape(moving), shift.tolist())
+    lab = torch.as_tensor(np.asarray(moving), dtype=torch.float32)[None, None]
+    return warp(lab, phi, mode="nearest")[0, 0].round().numpy().astype(np.asarray(moving).dtype)
+
+
+def axis_recovery(true_offsets: np.ndarray, recovered_offsets: np.ndarray) -> np.ndarray:
+    """Per-axis slope (through the origin) of the recovered vs the true label-centroid offset.
+
+    Args:
+        true_offsets: ``(P, 3)`` centroid(fixed) - centroid(moving) per pair, voxels, axes (x, y, z).
+        recovered_offsets: ``(P, 3)`` centroid(warped moving) - centroid(moving).
+    Returns:
+        ``(3,)``: 1 recovers the offset along that axis, 0 ignores it (the identity); NaN without offsets.
+    """
+    t, r = np.asarray(true_offsets, float), np.asarray(recovered_offsets, float)
+    ok = np.isfinite(t).all(1) & np.isfinite(r).all(1)
+    t, r = t[ok], r[ok]
+    den = (t * t).sum(0)
+    return np.where(den > 0, (t * r).sum(0) / np.where(den > 0, den, 1), np.nan)
+
+
+def baseline_and_axes(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Summary of the ``centroid_*`` and ``offset_*`` columns of :func:`evaluate_pairs`' rows: the
+    centroid baseline's mean Dice and the per-axis recovery ``{"x", "y", "z"}`` of the model and of the
+    baseline."""
+    t = np.array([[r[f"offset_true_{a}"] for a in "xyz"] for r in rows])
+    m = np.array([[r[f"offset_model_{a}"] for a in "xyz"] for r in rows])
+    return {"dice_centroid_baseline": float(np.nanmean([r["dice_centroid"] for r in rows])),
+            "axis_recovery": dict(zip("xyz", axis_recovery(t, m).tolist(), strict=True))}

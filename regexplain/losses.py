@@ -155,7 +155,9 @@ def registration_loss(out, moving: Tensor, fixed: Tensor, moving_onehot: Tensor 
     """The paper's symmetric total over both directions.
 
     Args:
-        out: :class:`regexplain.model.RegistrationOutput` for ``(moving, fixed)``.
+        out: :class:`regexplain.model.RegistrationOutput` for ``(moving, fixed)``; with deep supervision
+            (``out.coarse_phi``), the terms named in ``cfg.deep_terms`` are averaged over the final and
+            the coarse levels' maps (the authors' ``main.py`` does so for the image similarity).
         moving, fixed: ``(B, 1, D, H, W)`` images.
         moving_onehot, fixed_onehot: ``(B, L, D, H, W)`` one-hot labels (may be ``None`` when
             ``cfg.seg == 0``).
@@ -174,17 +176,27 @@ def registration_loss(out, moving: Tensor, fixed: Tensor, moving_onehot: Tensor 
                          f"and {tuple(fixed.shape)}")
     # both directions in one batched call: M->F first, then F->M
     phi = torch.cat([out.phi_mf, out.phi_fm])
+    coarse = getattr(out, "coarse_phi", None)
+    deep = tuple(getattr(cfg, "deep_terms", ("sim",))) if coarse is not None else ()
+
+    def levels(term: str) -> list[Tensor]:
+        # deep supervision: the term is averaged over the final and the coarse levels' maps
+        return [phi, *coarse] if term in deep else [phi]
+
     per_dir: dict[str, Tensor] = {}                       # name -> (2,) [mf, fm]
     if cfg.sim > 0:
-        warped = warp(torch.cat([moving, fixed]), phi)
-        cc = lncc_map(warped, torch.cat([fixed, moving]), cfg.lncc_window)
-        per_dir["sim"] = 1.0 - cc.reshape(2, -1).mean(1)
+        sims = []
+        for p in levels("sim"):
+            cc = lncc_map(warp(torch.cat([moving, fixed]), p), torch.cat([fixed, moving]), cfg.lncc_window)
+            sims.append(1.0 - cc.reshape(2, -1).mean(1))
+        per_dir["sim"] = torch.stack(sims).mean(0)
     if cfg.seg > 0:
         if moving_onehot is None or fixed_onehot is None:
             raise ValueError("loss.seg > 0 needs one-hot labels for moving and fixed")
-        warped_lab = warp_labels(torch.cat([moving_onehot, fixed_onehot]).to(phi.dtype), phi)
-        dice = _soft_dice(warped_lab, torch.cat([fixed_onehot, moving_onehot]).to(phi.dtype))
-        per_dir["seg"] = 1.0 - dice.reshape(2, -1).mean(1)
+        onehots = torch.cat([moving_onehot, fixed_onehot]).to(phi.dtype)
+        targets = torch.cat([fixed_onehot, moving_onehot]).to(phi.dtype)
+        segs = [1.0 - _soft_dice(warp_labels(onehots, p), targets).reshape(2, -1).mean(1) for p in levels("seg")]
+        per_dir["seg"] = torch.stack(segs).mean(0)
     if cfg.smooth > 0:
         per_dir["smooth"] = torch.stack([smoothness(g, cfg.smoothness) for g in (out.grads_mf, out.grads_fm)])
     if cfg.jac > 0:

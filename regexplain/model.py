@@ -22,6 +22,15 @@ Architecture (paper section 3.1):
   the latent analysis compares ``D(lam * u)`` with ``D(0)``.
 * ``skip_connections=True`` (the authors' earlier base network, for the ablation) concatenates the
   encoder feature differences ``E_l(M) - E_l(F)`` at every level ``l`` below the bottleneck.
+* ``convs_per_level`` (the authors' ``nb_Convs``; their ``--classic-vnet`` is ``(1, 2, 3, 2, 2, 2)``): the
+  encoder block that makes level ``l >= 1`` has ``convs_per_level[l - 1]`` convolutions after its
+  downsampling, the decoder block that makes level ``l`` has ``convs_per_level[l]`` (``blocks.py``:
+  ``ConvBlock`` / ``DeconvBlock``). Default: one each.
+* ``deep_supervision=True`` (the authors' ``--deep-supervision``, ``blocks.DeepSupervisionBlock``): the
+  bottleneck and every decoder level above the last also predict gradients (a 3x3x3 convolution to 3
+  channels, nearest upsampling to full resolution, the same activation), integrated into coarse maps that
+  the loss scores beside the final one (:attr:`RegistrationOutput.coarse_phi`). Their side convolutions
+  are zero-initialised here, so the untrained network is the identity at every level.
 """
 
 from __future__ import annotations
@@ -63,27 +72,43 @@ class RegistrationOutput:
     grads_fm: Tensor
     phi_mf: Tensor
     phi_fm: Tensor
+    #: deep supervision only: ``(S, 2B, 3, D, H, W)`` maps of the coarse levels (coarsest first), M->F
+    #: for the first B, F->M for the last B
+    coarse_phi: Tensor | None = None
 
 
-def _block(cin: int, cout: int, slope: float, *, norm: bool = True) -> nn.Sequential:
-    """3x3x3 conv stride 1 pad 1 [+ InstanceNorm] + LeakyReLU; keeps the spatial shape."""
-    layers: list[nn.Module] = [nn.Conv3d(cin, cout, 3, padding=1)]
-    if norm:
-        layers.append(nn.InstanceNorm3d(cout, affine=True))
-    layers.append(nn.LeakyReLU(slope))
+def _block(cin: int, cout: int, slope: float, *, norm: bool = True, n: int = 1) -> nn.Sequential:
+    """``n`` x [3x3x3 conv stride 1 pad 1 [+ InstanceNorm] + LeakyReLU]; keeps the spatial shape."""
+    layers: list[nn.Module] = []
+    for k in range(n):
+        layers.append(nn.Conv3d(cin if k == 0 else cout, cout, 3, padding=1))
+        if norm:
+            layers.append(nn.InstanceNorm3d(cout, affine=True))
+        layers.append(nn.LeakyReLU(slope))
     return nn.Sequential(*layers)
+
+
+def _convs(convs_per_level: Sequence[int], depth: int) -> tuple[int, ...]:
+    """Convolutions per level block (the authors' ``nb_Convs``), one each when empty."""
+    n = tuple(int(c) for c in convs_per_level) or (1,) * depth
+    if len(n) < depth or any(c < 1 for c in n):
+        raise ValueError(f"convs_per_level needs at least {depth} entries >= 1 (one per downsampling), got "
+                         f"{list(convs_per_level)}")
+    return n[:depth]
 
 
 class Encoder(nn.Module):
     """``(B, in, D, H, W)`` -> list of level features, level ``l`` of shape ``(B, c_l, D/2^l, ...)``."""
 
-    def __init__(self, channels: Sequence[int], in_channels: int, slope: float):
+    def __init__(self, channels: Sequence[int], in_channels: int, slope: float,
+                 convs_per_level: Sequence[int] = ()):
         super().__init__()
+        convs = _convs(convs_per_level, len(channels) - 1)
         self.levels = nn.ModuleList([_block(in_channels, channels[0], slope)])
-        for cin, cout in zip(channels[:-1], channels[1:], strict=True):
+        for cin, cout, n in zip(channels[:-1], channels[1:], convs, strict=True):
             self.levels.append(nn.Sequential(
                 nn.Conv3d(cin, cout, 2, stride=2), nn.InstanceNorm3d(cout, affine=True), nn.LeakyReLU(slope),
-                _block(cout, cout, slope)))
+                _block(cout, cout, slope, n=n)))
 
     def forward(self, x: Tensor) -> list[Tensor]:
         feats = []
@@ -98,24 +123,41 @@ class Decoder(nn.Module):
     ``(B, 3, D, H, W)``. Norm-free (see the module docstring)."""
 
     def __init__(self, channels: Sequence[int], slope: float, skip_connections: bool,
-                 activation: str = "sigmoid"):
+                 activation: str = "sigmoid", *, convs_per_level: Sequence[int] = (),
+                 deep_supervision: bool = False):
         super().__init__()
         gradient_activation(torch.zeros(()), activation)   # reject an unknown kind at construction
+        depth = len(channels) - 1
+        convs = _convs(convs_per_level, depth)
         self.skip_connections = skip_connections
         self.activation = activation
         self.ups = nn.ModuleList()
         self.blocks = nn.ModuleList()
-        for cin, cout in zip(channels[:0:-1], channels[-2::-1], strict=True):
+        for i, (cin, cout) in enumerate(zip(channels[:0:-1], channels[-2::-1], strict=True)):
             self.ups.append(nn.Sequential(nn.ConvTranspose3d(cin, cout, 2, stride=2), nn.LeakyReLU(slope)))
-            self.blocks.append(_block(cout * (2 if skip_connections else 1), cout, slope, norm=False))
+            self.blocks.append(_block(cout * (2 if skip_connections else 1), cout, slope, norm=False,
+                                      n=convs[depth - 1 - i]))
         self.head = nn.Conv3d(channels[0], 3, 3, padding=1)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        # deep supervision: one side head per coarse level, bottleneck first (channels[-1], ..., channels[1])
+        self.side = nn.ModuleList([nn.Conv3d(c, 3, 3, padding=1) for c in channels[:0:-1]]
+                                  if deep_supervision else [])
+        for conv in (self.head, *self.side):
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
 
     def forward(self, z: Tensor, skips: Sequence[Tensor] | None = None) -> Tensor:
+        return self.levels(z, skips)[0]
+
+    def levels(self, z: Tensor, skips: Sequence[Tensor] | None = None) -> tuple[Tensor, list[Tensor]]:
+        """Final gradients ``(B, 3, D, H, W)`` and, with deep supervision, the coarse levels' gradients
+        at full resolution (nearest upsampling), coarsest first; an empty list without."""
         x = z
         n = len(self.ups)
+        coarse = []
         for i, (up, block) in enumerate(zip(self.ups, self.blocks, strict=True)):
+            if self.side:
+                g = F.interpolate(self.side[i](x).float(), scale_factor=2 ** (n - i), mode="nearest")
+                coarse.append(gradient_activation(g, self.activation))
             x = up(x)
             if self.skip_connections:
                 # skips are ordered by encoder level (0 = full resolution); this is level n - 1 - i
@@ -123,7 +165,7 @@ class Decoder(nn.Module):
                 x = torch.cat([x, s.to(x.dtype)], dim=1)
             x = block(x)
         # float32 before the activation and the cumulative sums: bf16 sums of 64+ terms drift by voxels
-        return gradient_activation(self.head(x).float(), self.activation)
+        return gradient_activation(self.head(x).float(), self.activation), coarse
 
 
 class RegistrationNet(nn.Module):
@@ -135,10 +177,13 @@ class RegistrationNet(nn.Module):
         negative_slope: LeakyReLU slope.
         in_channels: image channels.
         activation: decoder gradient activation, ``"sigmoid"`` (authors') or ``"softplus"``.
+        convs_per_level: convolutions per level block (authors' ``nb_Convs``); empty: one each.
+        deep_supervision: coarse levels predict gradients too (see the module docstring).
     """
 
     def __init__(self, channels: Sequence[int], *, skip_connections: bool = False,
-                 negative_slope: float = 0.2, in_channels: int = 1, activation: str = "sigmoid"):
+                 negative_slope: float = 0.2, in_channels: int = 1, activation: str = "sigmoid",
+                 convs_per_level: Sequence[int] = (), deep_supervision: bool = False):
         super().__init__()
         channels = tuple(int(c) for c in channels)
         if len(channels) < 2 or any(c <= 0 for c in channels):
@@ -149,16 +194,20 @@ class RegistrationNet(nn.Module):
         self.skip_connections = bool(skip_connections)
         self.negative_slope = float(negative_slope)
         self.in_channels = int(in_channels)
-        self.encoder = Encoder(channels, in_channels, negative_slope)
+        self.convs_per_level = tuple(int(c) for c in convs_per_level)
+        self.deep_supervision = bool(deep_supervision)
+        self.encoder = Encoder(channels, in_channels, negative_slope, self.convs_per_level)
         self.activation = activation
-        self.decoder = Decoder(channels, negative_slope, self.skip_connections, activation)
+        self.decoder = Decoder(channels, negative_slope, self.skip_connections, activation,
+                               convs_per_level=self.convs_per_level, deep_supervision=self.deep_supervision)
 
     @classmethod
     def from_config(cls, cfg) -> RegistrationNet:
         """Build from a :class:`regexplain.config.Config` (``cfg.model``)."""
         m = cfg.model
         return cls(m.channels, skip_connections=m.skip_connections, negative_slope=m.negative_slope,
-                   activation=m.activation)
+                   activation=m.activation, convs_per_level=m.convs_per_level,
+                   deep_supervision=m.deep_supervision)
 
     @property
     def depth(self) -> int:
@@ -210,9 +259,10 @@ class RegistrationNet(nn.Module):
         diffs = [f[:b] - f[b:] for f in feats]                  # E_l(M) - E_l(F)
         both = [torch.cat([d, -d]) for d in diffs]              # M->F first, then F->M
         skips = both[:-1] if self.skip_connections else None
-        grads = self.decoder(both[-1], skips)
+        grads, coarse = self.decoder.levels(both[-1], skips)
         phi = integrate_gradients(grads)
-        return RegistrationOutput(grads[:b], grads[b:], phi[:b], phi[b:])
+        coarse_phi = torch.stack([integrate_gradients(g) for g in coarse]) if coarse else None
+        return RegistrationOutput(grads[:b], grads[b:], phi[:b], phi[b:], coarse_phi)
 
     @torch.no_grad()
     def register(self, moving: Tensor, fixed: Tensor, *, precision: str = "float32") -> Tensor:

@@ -39,6 +39,10 @@ ARCHS = ("noskip", "skip")
 READ_FACTORS = {"rotation": "rot_z_deg", "translation": "trans_z_vox", "scaling": "scale"}
 N_SHOW = 10          # the paper's box plots show components 1-10
 K_READ = 8           # components searched for a factor (Fig 7 shows 1-8)
+#: seeds per architecture of `regexplain study` (each verdict is also recomputed with every seed left out)
+DEFAULT_SEEDS = 5
+#: the regimes `--regime both` studies: the calibrated default and pose, for sensitivity
+STUDY_REGIMES = ("calibrated", "pose")
 #: a trained run whose validation Dice rose by less than this did not register; the study names it
 MIN_DICE_GAIN = 0.01
 
@@ -210,19 +214,51 @@ def verdicts(scores: Mapping[str, Sequence[Mapping[str, Any]]], paper_k: float =
     return rows
 
 
+def leave_one_out(scores: Mapping[str, Sequence[Mapping[str, Any]]], rows: Sequence[Mapping[str, Any]],
+                  **kw) -> list[dict[str, Any]]:
+    """``rows`` (:func:`verdicts` of ``scores``) with a stability record: the verdict of every claim
+    when each single seed is left out of every architecture (paired by the records' ``"seed"``).
+
+    Each returned row gains ``without_seed`` ``{seed: verdict}`` and ``fragile``: True when a dropped
+    seed changes the verdict (a claim that one training decides should not be quoted as settled).
+    """
+    seeds = sorted({int(r["seed"]) for runs in scores.values() for r in runs if "seed" in r})
+    by_claim: dict[str, dict[int, str]] = {r["claim"]: {} for r in rows}
+    for s in seeds:
+        kept = {a: [r for r in runs if int(r.get("seed", -1)) != s] for a, runs in scores.items()}
+        for r in verdicts(kept, **kw):
+            if r["claim"] in by_claim:
+                by_claim[r["claim"]][s] = r["verdict"]
+    out = []
+    for r in rows:
+        alt = by_claim[r["claim"]]
+        out.append({**r, "without_seed": {str(s): v for s, v in alt.items()},
+                    "fragile": any(v != r["verdict"] for v in alt.values())})
+    return out
+
+
+def _stability(r: Mapping[str, Any]) -> str:
+    alt = r.get("without_seed")
+    if not alt:
+        return "–"
+    changed = [f"seed {s} → {v}" for s, v in alt.items() if v != r["verdict"]]
+    return f"*fragile*: without {'; '.join(changed)}" if changed else f"stable ({len(alt)} of {len(alt)})"
+
+
 def _fmt(x: Any) -> str:
     return f"{x:.2f}" if isinstance(x, (int, float)) and np.isfinite(x) else "–"
 
 
 def verdict_markdown(rows: Sequence[Mapping[str, Any]], title: str = "Verdict") -> str:
-    """``claim | measured (95 % interval) | baseline | verdict | rule`` as a markdown table."""
-    lines = [f"### {title}", "", "| claim | measured, mean [95 % interval] (n seeds) | baseline | verdict | rule |",
-             "|---|---|---|---|---|"]
+    """``claim | measured (95 % interval) | baseline | verdict | each seed left out | rule`` as a markdown
+    table; the stability column reads :func:`leave_one_out`'s record ("–" without one)."""
+    lines = [f"### {title}", "", "| claim | measured, mean [95 % interval] (n seeds) | baseline | verdict | "
+             "verdict with each seed left out | rule |", "|---|---|---|---|---|---|"]
     for r in rows:
         m = r["measured"]
         base = ", ".join(f"{k} {_fmt(v)}" for k, v in r["baseline"].items())
         lines.append(f"| {r['claim']} | {_fmt(m['mean'])} [{_fmt(m['lo'])}, {_fmt(m['hi'])}] ({m['n']}) | {base} | "
-                     f"**{r['verdict']}** | {r['rule']} |")
+                     f"**{r['verdict']}** | {_stability(r)} | {r['rule']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -290,8 +326,8 @@ def _untrained(cfg):
     return RegistrationNet.from_config(cfg).eval()
 
 
-def run_study(profile: str = "quick", out: str | Path = "study", *, seeds: Sequence[int] = (0, 1, 2),
-              regime: str = "pose", archs: Sequence[str] = ARCHS, n_null: int = 200, progress: bool = True,
+def run_study(profile: str = "quick", out: str | Path = "study", *, seeds: Sequence[int] = tuple(range(DEFAULT_SEEDS)),
+              regime: str = "calibrated", archs: Sequence[str] = ARCHS, n_null: int = 200, progress: bool = True,
               log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train (or reuse / resume), score and judge; writes ``out/<regime>/study.json`` and ``STUDY.md``.
 
@@ -346,7 +382,7 @@ def run_study(profile: str = "quick", out: str | Path = "study", *, seeds: Seque
         write_json(path, rec)
         scores[arch].append(rec)
     bar.close()
-    rows = verdicts(scores)
+    rows = leave_one_out(scores, verdicts(scores))
     trained = run_rows(base / "runs", archs, seeds)
     result = {"profile": profile, "regime": regime, "seeds": seeds, "archs": list(archs), "scores": scores,
               "verdicts": rows, "runs": trained}

@@ -35,7 +35,7 @@ def test_factors_header_and_rows(hippo_root):
 
 def test_subjects_reproduce_from_recorded_factors(hippo_root):
     meta = synthetic.read_meta(hippo_root)
-    template = synthetic.hippocampus_template(meta["shape"], meta["seed"])
+    template = synthetic.regime_template(meta["regime"], meta["shape"], meta["seed"])
     ids, _, factors = synthetic.read_factors(hippo_root)
     img, lab = synthetic.render_hippocampus(template, factors)
     for k, sid in enumerate(ids):

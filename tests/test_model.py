@@ -201,3 +201,69 @@ def test_runs_on_cuda():
     out = net(m.cuda(), f.cuda())
     cpu = net.cpu()(m, f)
     torch.testing.assert_close(out.grads_mf.cpu(), cpu.grads_mf, atol=1e-4, rtol=1e-4)
+
+
+def test_deep_supervision_is_the_identity_untrained_and_its_levels_are_coarse():
+    from regexplain.model import RegistrationNet
+    from regexplain.spatial import identity_map
+
+    torch.manual_seed(0)
+    net = RegistrationNet((4, 8, 8, 8), deep_supervision=True)
+    x, y = torch.rand(2, 1, 16, 16, 16), torch.rand(2, 1, 16, 16, 16)
+    out = net(x, y)
+    assert out.coarse_phi.shape == (3, 4, 3, 16, 16, 16)           # bottleneck + 2 decoder levels, both ways
+    torch.testing.assert_close(out.coarse_phi, identity_map((16, 16, 16)).expand(3, 4, -1, -1, -1, -1))
+    # give the side heads weights: the bottleneck level is constant over 8^3 blocks (nearest upsampling)
+    for conv in net.decoder.side:
+        torch.nn.init.normal_(conv.weight, std=0.1)
+    g = net.decoder.levels(torch.randn(1, 8, 2, 2, 2))[1][0]
+    assert torch.equal(g[..., :8, :8, :8], g[..., :1, :1, :1].expand(-1, -1, 8, 8, 8))
+    assert not torch.allclose(g[..., 0, 0, 0], g[..., 8, 8, 8])
+    # the final map and register() do not depend on the side heads
+    torch.testing.assert_close(net.register(x, y), net(x, y).phi_mf)
+    plain = RegistrationNet((4, 8, 8, 8))
+    assert net(x, y).coarse_phi is not None and plain(x, y).coarse_phi is None
+
+
+def test_deep_supervision_loss_averages_the_named_terms_over_levels():
+    import dataclasses
+
+    from regexplain.config import LossConfig
+    from regexplain.losses import registration_loss
+    from regexplain.model import RegistrationOutput
+    from regexplain.spatial import identity_map, one_hot, translation_map
+
+    torch.manual_seed(1)
+    img = torch.rand(2, 1, 16, 16, 16)
+    lab = one_hot((torch.rand(2, 1, 16, 16, 16) > 0.6).long(), 2)
+    ident = identity_map((16, 16, 16)).expand(2, -1, -1, -1, -1)
+    shift = translation_map((16, 16, 16), (1.5, 0.0, -1.0)).float().expand(2, -1, -1, -1, -1)
+    ones = torch.ones(2, 3, 16, 16, 16)
+    final = RegistrationOutput(ones, ones, ident, ident)
+    coarse = RegistrationOutput(ones, ones, shift, shift)
+    cfg = LossConfig(smooth=0.0, jac=0.0)
+    _, t_final = registration_loss(final, img, img[[1, 0]], lab, lab[[1, 0]], cfg)
+    _, t_coarse = registration_loss(coarse, img, img[[1, 0]], lab, lab[[1, 0]], cfg)
+    deep = dataclasses.replace(final, coarse_phi=torch.stack([torch.cat([shift, shift])]))
+    _, t = registration_loss(deep, img, img[[1, 0]], lab, lab[[1, 0]], cfg)
+    assert t["sim"] == pytest.approx((t_final["sim"] + t_coarse["sim"]) / 2, rel=1e-5)
+    assert t["seg"] == pytest.approx(t_final["seg"], rel=1e-6)            # authors: similarity only
+    both = dataclasses.replace(cfg, deep_terms=("sim", "seg"))
+    _, t2 = registration_loss(deep, img, img[[1, 0]], lab, lab[[1, 0]], both)
+    assert t2["seg"] == pytest.approx((t_final["seg"] + t_coarse["seg"]) / 2, rel=1e-5)
+
+
+def test_convs_per_level_follow_the_authors_nb_convs():
+    from regexplain.model import RegistrationNet
+
+    net = RegistrationNet((4, 8, 16, 16), convs_per_level=(1, 2, 3, 2, 2, 2))   # their --classic-vnet
+    enc = [sum(isinstance(m, torch.nn.Conv3d) and m.kernel_size == (3, 3, 3) for m in lvl.modules())
+           for lvl in net.encoder.levels]
+    dec = [sum(isinstance(m, torch.nn.Conv3d) for m in b.modules()) for b in net.decoder.blocks]
+    # encoder: level 0 one block, level l >= 1 nb_Convs[l - 1]; decoder blocks (coarse to fine) make levels
+    # 2, 1, 0 with nb_Convs[2], [1], [0] (blocks.py: DeconvBlock(..., nb_Convs[-i-1]) over nb_Convs[:3])
+    assert enc == [1, 1, 2, 3] and dec == [3, 2, 1]
+    with pytest.raises(ValueError, match="convs_per_level"):
+        RegistrationNet((4, 8, 16, 16), convs_per_level=(1, 2))
+    x = torch.rand(1, 1, 16, 16, 16)
+    torch.testing.assert_close(net.register(x, x), net(x, x).phi_mf)

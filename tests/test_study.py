@@ -48,8 +48,8 @@ def _scores(planted: bool, n_seeds=3, untrained_planted=False):
         for arch, plant in (("noskip", planted), ("skip", False), ("untrained", untrained_planted)):
             train, deltas = _latents(10 * s + len(arch), planted=plant)
             ratio = train.var(0) / train.var(0).sum()
-            out[arch].append(study.score_coefficients({"translation": deltas}, train, train[:40], ratio,
-                                                      n_null=60, seed=s))
+            out[arch].append({**study.score_coefficients({"translation": deltas}, train, train[:40], ratio,
+                                                         n_null=60, seed=s), "seed": s})
     return out
 
 
@@ -102,7 +102,9 @@ def test_study_end_to_end_on_smoke_and_resume(tmp_path):
     res = study.run_study("smoke", tmp_path, seeds=(0, 1, 2), n_null=10, progress=False, log=lambda _m: None)
     base = tmp_path / "pose"
     assert len(list((base / "scores").glob("*.json"))) == 9     # 3 seeds x (no skip, skip, untrained)
-    assert [r["verdict"] in ("supported", "not supported", "inconclusive") for r in res["verdicts"]]
+    assert res["verdicts"] and all(r["verdict"] in ("supported", "not supported", "inconclusive")
+                                   for r in res["verdicts"])
+    assert all(set(r["without_seed"]) == {"0", "1", "2"} for r in res["verdicts"])
     assert "| claim |" in (base / "STUDY.md").read_text()
     assert [(r["arch"], r["seed"]) for r in res["runs"]] == [(a, s) for a in ("noskip", "skip") for s in (0, 1, 2)]
     assert "#### Runs" in (base / "STUDY.md").read_text()
@@ -138,6 +140,26 @@ def test_study_command_and_results_md(tmp_path):
     with pytest.raises(SystemExit) as e:                       # argparse refuses fewer than 3 seeds
         main(["study", "--profile", "smoke", "--seeds", "2", "--out", str(tmp_path / "s2")])
     assert e.value.code == 2 and not (tmp_path / "s2").exists()
+
+
+def test_leave_one_out_marks_a_verdict_that_one_seed_decides():
+    scores = _scores(planted=True, n_seeds=5)
+    rows = study.leave_one_out(scores, study.verdicts(scores))
+    fig5 = next(r for r in rows if r["claim"].startswith("Fig 5"))
+    assert fig5["verdict"] == "supported" and not fig5["fragile"]
+    assert fig5["without_seed"] == {str(s): "supported" for s in range(5)}
+    # explained variance of K components, one seed far below the others: the interval over all five seeds
+    # straddles the 90 % threshold, without seed 4 it lies above it, without any other seed it does not
+    def rec(arch, s, v):
+        return {"explained_K": v, "explained_first4": v / 2, "readout": {}, "reading": {}, "seed": s, "arch": arch}
+    mixed = {"noskip": [rec("noskip", s, v) for s, v in enumerate((0.95, 0.96, 0.95, 0.96, 0.60))],
+             "untrained": [rec("untrained", s, 0.5) for s in range(5)]}
+    row = next(r for r in study.leave_one_out(mixed, study.verdicts(mixed)) if r["claim"].startswith("explained"))
+    changed = {s for s, v in row["without_seed"].items() if v != row["verdict"]}
+    assert row["verdict"] == "inconclusive" and changed == {"4"} and row["fragile"]
+    assert row["without_seed"]["4"] == "supported"
+    md = study.verdict_markdown([row])
+    assert "*fragile*: without seed 4 → supported" in md
 
 
 def test_readout_from_medians_finds_the_standout_component():

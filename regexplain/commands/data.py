@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from regexplain.commands.options import int_at_least
+from regexplain.config import PHANTOM_REGIMES
 
 
 def register(subparsers) -> None:
@@ -25,8 +26,10 @@ def register(subparsers) -> None:
     s.add_argument("--shape", type=int_at_least(4), nargs=3, metavar=("D", "H", "W"), default=None,
                    help="volume shape, sides >= 4 (default: the dataset's base shape)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--regime", choices=("pose", "msd_like"), default="pose",
-                   help="hippocampus factor variances: pose dominates (default) or msd_like (shape dominates)")
+    s.add_argument("--regime", choices=PHANTOM_REGIMES, default=PHANTOM_REGIMES[0],
+                   help="hippocampus phantoms: calibrated (default: the paper's Dice before registration, a "
+                        "T1-like structure as bright as its surroundings), pose (pose dominates) or msd_like "
+                        "(shape dominates); pose and msd_like draw a bright structure")
     s.add_argument("--overwrite", action="store_true", help="replace an existing folder")
     s.set_defaults(func=_synth)
 
@@ -37,6 +40,12 @@ def register(subparsers) -> None:
 
     i = sub.add_parser("info", help="summarise a dataset folder")
     i.add_argument("root", type=Path)
+    i.add_argument("--shape", type=int_at_least(4), nargs=3, metavar=("D", "H", "W"), default=None,
+                   help="working shape of the registration statistics (default: the quick profile's)")
+    i.add_argument("--pairs", type=int_at_least(1), default=200,
+                   help="random pairs of different subjects for the Dice before registration (default 200)")
+    i.add_argument("--no-stats", action="store_true",
+                   help="skip the registration statistics (they preprocess every volume, cached)")
     i.set_defaults(func=_info)
 
 
@@ -118,6 +127,18 @@ def _default_split(dataset: str, n_subjects: int) -> str:
             "or --n-train/--n-val")
 
 
+def registration_stats(root: Path, shape=None, n_pairs: int = 200) -> str:
+    """:func:`regexplain.data.stats.folder_stats` of a folder, as printed by ``data info``."""
+    from regexplain.data.datasets import detect
+    from regexplain.data.stats import folder_stats, format_stats
+
+    s, shape = folder_stats(root, shape, n_pairs)
+    head = f"at {'x'.join(map(str, shape))} (after the training preprocessing):"
+    return "\n".join([head, *("  " + line for line in format_stats(s, detect(root).name).splitlines())])
+
+
 def _info(args: argparse.Namespace) -> int:
     print(describe(args.root))
+    if not args.no_stats:
+        print(registration_stats(args.root, args.shape, args.pairs))
     return 0

@@ -42,7 +42,8 @@ def register(subparsers) -> None:
                         "maps within ~0.01 voxel); default float32")
     r.set_defaults(func=_register)
 
-    e = subparsers.add_parser("evaluate", help="Dice / HD95 / SDlogJ / folding before and after registration")
+    e = subparsers.add_parser("evaluate", help="Dice / HD95 / SDlogJ / folding before and after registration, "
+                              "the label-centroid translation baseline and the per-axis recovery")
     e.add_argument("--model", required=True, help="checkpoint file or run directory")
     add_data_options(e, "data folder (default: the one the model was trained on)")
     e.add_argument("--out", type=Path,
@@ -134,7 +135,7 @@ def _register(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from regexplain.checkpoint import checkpoint_path, load_model
     from regexplain.data.pairs import load_splits, validation_pairs
-    from regexplain.evaluation import evaluate_pairs
+    from regexplain.evaluation import baseline_and_axes, evaluate_pairs
     from regexplain.io import atomic_path, check_writable, write_json
     from regexplain.runs import with_data
     from regexplain.runtime import select_device
@@ -147,7 +148,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     _, val = load_splits(cfg.data)
     pairs = validation_pairs(val, args.pairs or cfg.train.n_val_pairs, cfg.data.seed)
     rows, summary = evaluate_pairs(model, val, pairs, cfg.data.num_labels, device=device)
-    summary = {"checkpoint": str(checkpoint_path(args.model)), "data": cfg.data.root, **summary}
+    summary = {"checkpoint": str(checkpoint_path(args.model)), "data": cfg.data.root, **summary,
+               **baseline_and_axes(rows)}
     write_json(out, summary)
     table = Path(out).with_suffix(".csv")
     with atomic_path(table) as tmp, open(tmp, "w", newline="") as f:
@@ -157,5 +159,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     for key in ("dice_before", "dice_after", "folding_pct_after", "sdlogj_after"):
         if key in summary:
             print(f"{key}: {summary[key]['mean']:.4f} +- {summary[key]['sd']:.4f}")
+    print(f"dice_centroid_baseline: {summary['dice_centroid_baseline']:.4f} (the moving label translated by "
+          "the difference of label centroids)")
+    rec = summary["axis_recovery"]
+    print("axis_recovery (slope of the recovered vs the true label-centroid offset; 1 = all, 0 = none): "
+          + ", ".join(f"{a} {rec[a]:.2f}" for a in "xyz"))
     print(f"summary: {out}\nper pair: {table}")
     return 0

@@ -40,7 +40,7 @@ class DatasetSpec:
         dataset_dir: the folder with the files (e.g. the MSD task folder inside a download root).
         list_files: every volume's :data:`FileEntry`; DataError naming a missing or bad file.
         read: ``(dataset_dir, spacing, progress) -> [Volume]``, checked and resampled to ``spacing``.
-        synthesize: ``(out, n, shape, seed, regime="pose", *, progress, overwrite) -> out``: phantoms with
+        synthesize: ``(out, n, shape, seed, regime="calibrated", *, progress, overwrite) -> out``: phantoms with
             ``factors.csv`` (``regime``: :data:`regexplain.data.synthetic.REGIMES`, where the kind has them).
     """
     name: str
@@ -87,7 +87,7 @@ def _msd_read(root: Path, spacing, progress: bool) -> list[Volume]:
     return msd.load(root, progress=progress)
 
 
-def _hippocampus_synth(out, n, shape, seed, regime: str = "pose", **kw) -> Path:
+def _hippocampus_synth(out, n, shape, seed, regime: str = "calibrated", **kw) -> Path:
     from regexplain.data import synthetic
 
     return synthetic.synthesize_hippocampus(out, n, shape, seed, regime=regime, **kw)
@@ -111,7 +111,7 @@ def _lung_read(root: Path, spacing, progress: bool) -> list[Volume]:
     return lung.load(root, spacing=spacing, progress=progress)
 
 
-def _lung_synth(out, n, shape, seed, regime: str = "pose", **kw) -> Path:
+def _lung_synth(out, n, shape, seed, regime: str = "calibrated", **kw) -> Path:
     from regexplain.data import synthetic
 
     return synthetic.synthesize_lung(out, n, shape, seed, **kw)
