@@ -23,7 +23,8 @@ venv: $(STAMP)
 reproduce: venv
 	$(BIN)/regexplain reproduce --profile $(PROFILE)
 
-# The seed study (3 seeds x no skip / skip + untrained baselines, both phantom regimes): verdicts in
+# The seed study (5 seeds x no skip / skip + untrained baselines, calibrated and pose phantoms; every verdict
+# also recomputed with each seed left out): verdicts in
 # figures/STUDY_<regime>.md and in RESULTS.md at the next `make reproduce`. Resumes where it stopped.
 study: venv
 	$(BIN)/regexplain study --profile $(PROFILE)

@@ -62,5 +62,23 @@ for name, m in metrics.items():
                  "minutes": m.get("wall_seconds", 0) / 60})
 Markdown(table_markdown("dice", rows))
 
+# %% [markdown]
+# ## Better than a trivial baseline, in every direction?
+# A registration model should beat translating the moving label by the difference of the label centroids,
+# and recover the offset between the structures along x, y and z (the slope of the recovered against the
+# true label-centroid offset: 1 all of it, 0 none). A model that learnt one axis only can look fine on
+# Dice and still describe a one-dimensional latent space.
+
 # %%
-save_results(FIGURES_DIR, "02_train", {"dice": rows});
+from regexplain.data.pairs import validation_pairs
+from regexplain.evaluation import baseline_row
+
+base_rows = []
+for name in runs.MODELS:
+    run = runs.load_run(PROFILE, name, RUNS_DIR, DATA_DIR)
+    pairs = validation_pairs(run.val, run.cfg.train.n_val_pairs, run.cfg.data.seed)
+    base_rows.append(baseline_row(run.model, run.val, pairs, run.cfg.data.num_labels, name))
+Markdown(table_markdown("baseline", base_rows))
+
+# %%
+save_results(FIGURES_DIR, "02_train", {"dice": rows, "baseline": base_rows});

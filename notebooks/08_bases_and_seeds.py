@@ -21,7 +21,7 @@ FIGURES_DIR = "figures"
 SEED = 0
 INTERACTIVE = True
 STUDY_DIR = "study"      # `regexplain study --out` (the seed study's runs); skipped when absent
-REGIME = "pose"
+REGIME = "calibrated"     # the default phantoms (`regexplain study --regime both`: calibrated and pose)
 
 # %%
 from IPython.display import Markdown, display

@@ -151,6 +151,17 @@ def axis_recovery(true_offsets: np.ndarray, recovered_offsets: np.ndarray) -> np
     return np.where(den > 0, (t * r).sum(0) / np.where(den > 0, den, 1), np.nan)
 
 
+def baseline_row(model, val, pairs: Sequence[tuple[int, int]], num_labels: int, name: str, *,
+                 device=None) -> dict[str, Any]:
+    """One row of the ``baseline`` results table: Dice before / after, the centroid baseline's Dice and
+    the per-axis recovery of ``model`` over ``pairs`` of ``val``."""
+    rows, summary = evaluate_pairs(model, val, pairs, num_labels, device=device)
+    b = baseline_and_axes(rows)
+    return {"model": name, "dice_before": summary["dice_before"]["mean"], "dice_after": summary["dice_after"]["mean"],
+            "dice_centroid_baseline": b["dice_centroid_baseline"],
+            **{f"recovery_{a}": b["axis_recovery"][a] for a in "xyz"}}
+
+
 def baseline_and_axes(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Summary of the ``centroid_*`` and ``offset_*`` columns of :func:`evaluate_pairs`' rows: the
     centroid baseline's mean Dice and the per-axis recovery ``{"x", "y", "z"}`` of the model and of the

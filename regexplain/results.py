@@ -55,6 +55,14 @@ TABLES: dict[str, Table] = {
                         ("dice_after", "dice after"), ("paper_before", "paper before"),
                         ("paper_after", "paper after"), ("folding_pct", "folding %", 3), ("minutes", "minutes", 1)),
                   key=("model",), details=False),
+    "baseline": Table("Against a trivial baseline, per axis",
+                      _cols(("model", "model"), ("dice_before", "dice before"),
+                            ("dice_centroid_baseline", "centroid translation baseline"), ("dice_after", "dice after"),
+                            ("recovery_x", "recovery x"), ("recovery_y", "recovery y"), ("recovery_z", "recovery z")),
+                      key=("model",),
+                      note="The baseline translates the moving label by the difference of the label centroids; "
+                           "recovery: slope of the label-centroid offset the model recovers against the true one "
+                           "along each axis (1 all of it, 0 none; `regexplain evaluate` prints both)."),
     "explained_variance": Table("Explained variance of the latent PCA, beside the paper",
                                 _cols(("model", "model"), ("K", "K"), ("total", "all K"), ("first4", "first 4"),
                                       ("paper_K32", "paper K=32"), ("paper_first4", "paper first 4")),

@@ -26,8 +26,8 @@ CLAIMS = {
     "fig8": "Fig 8: without skip connections the latent space is more selective than with them",
 }
 STUDY_HINT = ("No seed study in this folder yet, and one run cannot rule on a claim: `make study` (or `regexplain "
-              "study`) trains 3 seeds per architecture on both phantom regimes (about 45 min per regime on 2 free "
-              "cores, resumable) and its verdicts replace the rows below at the next `make reproduce`.")
+              "study`) trains 5 seeds per architecture on the calibrated and the pose phantoms (hours on 2 cores; "
+              "`--executor local --jobs 2` runs two trainings at once; resumable) and its verdicts replace the rows below at the next `make reproduce`.")
 MODEL_NAMES = {"hippocampus_noskip": "hippocampus, no skip", "hippocampus_skip": "hippocampus, skip",
                "lung_noskip": "lung, no skip"}
 

@@ -98,3 +98,18 @@ def test_data_info_prints_the_statistics(hippo_root, capsys):
     assert "at 16x16x16" in out and "dice before" in out and "over 20 pairs" in out and "(paper 0.59" in out
     assert main(["data", "info", str(hippo_root), "--no-stats"]) == 0
     assert "dice before" not in capsys.readouterr().out
+
+
+def test_phantoms_of_another_regime_are_refused_by_the_main_job(tmp_path):
+    import dataclasses
+
+    from regexplain.config import load_config
+    from regexplain.data.pairs import ensure_data
+    from regexplain.errors import DataError
+
+    root = synthetic.synthesize_hippocampus(tmp_path / "h", 4, (16, 16, 16), regime="pose", progress=False)
+    d = dataclasses.replace(load_config("smoke").data, root=str(root))
+    assert d.phantom_regime == "calibrated"
+    with pytest.raises(DataError, match="'pose' regime.*data.phantom_regime"):
+        ensure_data(d)
+    assert ensure_data(dataclasses.replace(d, phantom_regime="pose")) == root

@@ -45,7 +45,10 @@ def test_a_study_replaces_the_single_run_rows_with_its_verdicts():
     assert STUDY_HINT not in md and "this run, one seed" not in md
     assert "msd_like phantoms, 3 seeds, quick profile" in md
     assert "| Fig 8: no skip more selective than skip under rotation (ratio difference) | 0.61 [0.55, 0.66] (3)" in md
-    assert "**supported** | interval above the baseline |" in md
+    assert "**supported** | – | interval above the baseline |" in md        # no leave-one-out record: "–"
+    fragile = {**row, "without_seed": {"0": "supported", "1": "inconclusive", "2": "supported"}, "fragile": True}
+    md = "\n".join(summary_lines({**RESULTS, "study": {"msd_like": {**study["msd_like"], "verdicts": [fragile]}}}))
+    assert "**supported** | *fragile*: without seed 1 → inconclusive |" in md
 
 
 def test_empty_results_still_render():

@@ -63,11 +63,25 @@ def ensure_data(cfg: DataConfig, *, progress: bool = True) -> Path:
     if root.is_dir() and not any(root.iterdir()):
         root.rmdir()
     if root.exists():
+        _check_regime(root, cfg)
         return root
     print(f"regexplain: {root} not found; synthesising {cfg.n_subjects} {cfg.dataset} phantoms there",
           file=sys.stderr)
     spec = datasets.get(cfg.dataset)
     return spec.synthesize(root, cfg.n_subjects, spec.base_shape, cfg.seed, cfg.phantom_regime, progress=progress)
+
+
+def _check_regime(root: Path, cfg: DataConfig) -> None:
+    """Phantoms of another regime than the config's are refused: they would silently change every result
+    (e.g. a data/hippocampus folder made before the calibrated phantoms became the default)."""
+    meta = root / "synthetic.json"
+    if cfg.dataset != "hippocampus" or not meta.is_file():
+        return
+    made = json.loads(meta.read_text()).get("regime", "pose")
+    if made != cfg.phantom_regime:
+        raise DataError(f"{meta}: these phantoms are of the {made!r} regime, the config asks for "
+                        f"{cfg.phantom_regime!r} (data.phantom_regime); move the folder away to make new ones, or "
+                        f"set data.phantom_regime: {made}")
 
 
 def _cache_key(files, shape, layout: str) -> str:
