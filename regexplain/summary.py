@@ -27,7 +27,8 @@ CLAIMS = {
 }
 STUDY_HINT = ("No seed study in this folder yet, and one run cannot rule on a claim: `make study` (or `regexplain "
               "study`) trains 5 seeds per architecture on the calibrated and the pose phantoms (hours on 2 cores; "
-              "`--executor local --jobs 2` runs two trainings at once; resumable) and its verdicts replace the rows below at the next `make reproduce`.")
+              "`--executor local --jobs 2` runs two trainings at once; resumable) and its verdicts replace the rows "
+              "below at the next `make reproduce`.")
 MODEL_NAMES = {"hippocampus_noskip": "hippocampus, no skip", "hippocampus_skip": "hippocampus, skip",
                "lung_noskip": "lung, no skip"}
 
