@@ -100,7 +100,7 @@ def test_interval_is_a_t_interval():
 @pytest.mark.slow
 def test_study_end_to_end_on_smoke_and_resume(tmp_path):
     res = study.run_study("smoke", tmp_path, seeds=(0, 1, 2), n_null=10, progress=False, log=lambda _m: None)
-    base = tmp_path / "pose"
+    base = tmp_path / "calibrated"
     assert len(list((base / "scores").glob("*.json"))) == 9     # 3 seeds x (no skip, skip, untrained)
     assert res["verdicts"] and all(r["verdict"] in ("supported", "not supported", "inconclusive")
                                    for r in res["verdicts"])
