@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from regexplain.commands.options import add_data_options, int_at_least, positive_float
+from regexplain.commands.options import add_data_options, int_at_least, positive_float, seed_value
 
 
 def register(subparsers) -> None:
@@ -22,7 +22,8 @@ def register(subparsers) -> None:
     p.add_argument("--basis", choices=("pca", "ica", "sparse_pca", "sefa", "supervised", "random_orthonormal"),
                    default="pca", help="pca (the paper's, default), ica, sparse_pca, sefa (decoder weights, no data), "
                    "supervised (phantoms' factors.csv), random_orthonormal (null); see regexplain.bases")
-    p.add_argument("--seed", type=int, default=0, help="seed of ica / sparse_pca / random_orthonormal")
+    p.add_argument("--seed", type=seed_value, default=0,
+                   help="seed of ica / sparse_pca / random_orthonormal (0 .. 2^32 - 1)")
     p.set_defaults(func=_decompose)
 
     c = subparsers.add_parser("casestudy", help="|a_j(X) - a_j(X')| under rotation / translation / scaling "
@@ -86,10 +87,12 @@ def _decompose(args: argparse.Namespace) -> int:
 def _fit(args, z_tr, k, shape, model, cfg, ids):
     """The decomposition of the training codes in the requested basis (``--basis``)."""
     from regexplain.bases import fit_on_codes
-    from regexplain.errors import UsageError
+    from regexplain.errors import DataError, UsageError
 
     try:
         return fit_on_codes(args.basis, model, z_tr, ids, cfg.data.root, k, seed=args.seed, latent_shape=shape)
+    except DataError:
+        raise   # names its file already
     except ValueError as e:
         raise UsageError(f"--{e}") from e
 
