@@ -43,7 +43,7 @@ def interrupt_when(proc: subprocess.Popen, ready: Callable[[], bool], sig: signa
 def check_one_line(err: str, proc: subprocess.Popen, sig: signal.Signals, command: str) -> str:
     assert proc.returncode == 128 + sig, f"exit {proc.returncode}\n{err[-3000:]}"
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
-    lines = [ln for ln in err.splitlines() if "interrupted" in ln]
+    lines = [ln for ln in err.splitlines() if ": interrupted by " in ln]
     assert len(lines) == 1 and lines[0].startswith(f"regexplain {command}: interrupted by {sig.name}"), err
     return lines[0]
 
