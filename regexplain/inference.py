@@ -36,6 +36,7 @@ from regexplain.data import datasets
 from regexplain.data.nifti import check_image, read_nifti, spacing_from_affine, write_itk_displacement, write_nifti
 from regexplain.data.preprocess import crop_window, preprocess, resize_image, shape_for_spacing
 from regexplain.errors import CheckpointError, DataError
+from regexplain.io import deferred_signals
 from regexplain.spatial import displacement_to_map, identity_map, itk_displacement, map_to_displacement, warp
 
 
@@ -147,7 +148,11 @@ def write_registration(out: Path, moving: np.ndarray, disp: torch.Tensor, fixed_
     Returns:
         ``{"warped", "displacement_voxels", "displacement_itk"[, "warped_label"]: path}``.
     """
-    out = Path(out)
+    with deferred_signals():   # the outputs belong together: a Ctrl-C waits for the last one
+        return _write_registration(Path(out), moving, disp, fixed_affine, moving_affine, label)
+
+
+def _write_registration(out: Path, moving, disp, fixed_affine, moving_affine, label) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     phi = displacement_to_map(disp[None].float())
     written = {"warped": out / "warped.nii.gz", "displacement_voxels": out / "displacement_voxels.nii.gz",

@@ -57,6 +57,31 @@ def atomic_dir(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def deferred_signals() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back while the block runs (a few writes that belong together, e.g. an
+    array file and the JSON that describes it): a signal arriving meanwhile is noted and raised again once
+    the block is done, so an interruption never leaves one file of a pair. (Handlers, not a signal mask:
+    a mask covers one thread, and the kernel hands a process's signal to any thread, torch's included.)
+    Outside the main thread the block simply runs."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in held}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if pending:
+            signal.raise_signal(pending[0])   # now handled as it would have been (the CLI's one line)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -120,3 +120,83 @@ def test_reproduce_interrupted_during_training(tmp_path):
     check_one_line(err, proc, signal.SIGTERM, "reproduce")
     assert not temp_files(tmp_path)
     assert not (tmp_path / "fig" / "RESULTS.md").exists()
+
+
+# ------------------------------------------------------- in-process: a real signal in the middle of a command
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, hippo_root) -> tuple[Path, Path]:
+    from regexplain.cli import main
+
+    base = tmp_path_factory.mktemp("interrupts")
+    data = Path(shutil.copytree(hippo_root, base / "data"))
+    assert main(["train", "--profile", "smoke", "--data", str(data), "--out", str(base / "run"), "--steps", "2",
+                 "--no-progress", "--device", "cpu"]) == 0
+    return data, base / "run"
+
+
+def _signal_self_in(monkeypatch, target: str, sig: signal.Signals, after: int = 0) -> None:
+    """Replace ``module:function`` by one that signals this very process on its ``after + 1``-th call."""
+    module, name = target.split(":")
+    real = getattr(__import__(module, fromlist=[name]), name)
+    calls = []
+
+    def hook(*a, **k):
+        calls.append(1)
+        if len(calls) == after + 1:
+            os.kill(os.getpid(), sig)
+        return real(*a, **k)
+
+    monkeypatch.setattr(f"{module}.{name}", hook)
+
+
+def _tree(*roots: Path) -> dict[str, bytes | None]:
+    return {str(p): (p.read_bytes() if p.is_file() else None) for r in roots if r.exists()
+            for p in [r, *sorted(r.rglob("*"))]}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("command", ["decompose", "match", "download"])
+def test_a_signal_in_the_middle_of_a_command(run, tmp_path, monkeypatch, capsys, command, sig):
+    from regexplain.cli import main
+
+    data, rd = run
+    out = tmp_path / "out"
+    if command == "decompose":
+        _signal_self_in(monkeypatch, "regexplain.latent:encode_volumes", sig)
+        argv = ["decompose", "--model", str(rd), "--out", str(out), "--device", "cpu"]
+    elif command == "match":
+        _signal_self_in(monkeypatch, "regexplain.matching:cross_run_similarity", sig)
+        argv = ["match", "--runs", str(rd), str(rd), "--out", str(out), "--null", "2"]
+    else:
+        _signal_self_in(monkeypatch, "regexplain.data.msd:fetch", sig)
+        argv = ["data", "download", "hippocampus", "--root", str(out)]
+    before = _tree(data, rd)
+    assert main(argv) == 128 + sig
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ": interrupted by " in ln]
+    assert len(lines) == 1 and sig.name in lines[0] and "run the same command again" in lines[0], err
+    assert not out.exists() and not temp_files(tmp_path)
+    assert _tree(data, rd) == before
+
+
+def test_a_signal_while_register_writes_waits_for_the_last_output(run, tmp_path, monkeypatch, capsys):
+    import numpy as np
+
+    from regexplain.cli import main
+    from regexplain.data.nifti import write_nifti
+
+    _, rd = run
+    g = np.random.default_rng(0)
+    mov = (g.random((20, 18, 22)) * 100).astype(np.float32)
+    write_nifti(tmp_path / "m.nii.gz", mov, np.eye(4))
+    write_nifti(tmp_path / "f.nii.gz", mov[::-1].copy(), np.eye(4))
+    _signal_self_in(monkeypatch, "regexplain.inference:write_nifti", signal.SIGTERM)   # at the first output
+    out = tmp_path / "reg"
+    assert main(["register", "--model", str(rd), "--moving", str(tmp_path / "m.nii.gz"), "--fixed",
+                 str(tmp_path / "f.nii.gz"), "--out", str(out), "--device", "cpu"]) == 143
+    assert "interrupted by SIGTERM" in capsys.readouterr().err
+    # held back until the outputs were complete: never a warped image without its displacement
+    assert sorted(p.name for p in out.iterdir()) == ["displacement_itk.nii.gz", "displacement_voxels.nii.gz",
+                                                      "warped.nii.gz"]

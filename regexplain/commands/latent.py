@@ -101,7 +101,7 @@ def _casestudy(args: argparse.Namespace) -> int:
     from regexplain.casestudy import case_study_deltas, case_study_transforms, summarize_case_study
     from regexplain.checkpoint import checkpoint_path
     from regexplain.errors import DataError
-    from regexplain.io import atomic_path, check_writable, write_json
+    from regexplain.io import atomic_path, check_writable, deferred_signals, write_json
     from regexplain.latent import Decomposition
 
     check_writable(args.out)
@@ -121,17 +121,18 @@ def _casestudy(args: argparse.Namespace) -> int:
     arrays.update({f"{name}_signed": d for name, d in deltas.items()})
     arrays["ids"] = np.asarray(val.ids, dtype=str)
     args.out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.out / "casestudy.npz") as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
     summary = summarize_case_study(deltas, dec.sigma)
-    write_json(args.out / "casestudy.json", {
-        "checkpoint": str(checkpoint_path(args.model)), "decomposition": str(args.decomposition),
-        "data": cfg.data.root, "n_subjects": len(val.ids), "working_shape": list(shape),
-        "transforms": {"rotation_deg_about_z": args.rotation, "translation_vox_along_z": translation,
-                       "zoom_factor": args.zoom,
-                       "note": "scaling of 0.2 read as a zoom factor 1 + 0.2 about the centre; translation "
-                               "in working-shape voxels (paper: 10 voxels at 64^3)"},
-        "summary": summary})
+    with deferred_signals():   # the pair is written whole: a Ctrl-C waits for the JSON
+        with atomic_path(args.out / "casestudy.npz") as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        write_json(args.out / "casestudy.json", {
+            "checkpoint": str(checkpoint_path(args.model)), "decomposition": str(args.decomposition),
+            "data": cfg.data.root, "n_subjects": len(val.ids), "working_shape": list(shape),
+            "transforms": {"rotation_deg_about_z": args.rotation, "translation_vox_along_z": translation,
+                           "zoom_factor": args.zoom,
+                           "note": "scaling of 0.2 read as a zoom factor 1 + 0.2 about the centre; translation "
+                                   "in working-shape voxels (paper: 10 voxels at 64^3)"},
+            "summary": summary})
     for name, s in summary.items():
         print(f"{name:12s} top component {s['top_by_median'] + 1:2d} (1-based)  top share "
               f"{s['top_share']:.2f}  participation ratio {s['participation_ratio']:.2f}")

@@ -56,7 +56,7 @@ def differences(records: list[dict[str, Any]]) -> list[str]:
 def _match(args: argparse.Namespace) -> int:
     from regexplain.affine import foreground_mask
     from regexplain.errors import UsageError
-    from regexplain.io import check_writable, write_json
+    from regexplain.io import check_writable, deferred_signals, write_json
     from regexplain.matching import cross_run_similarity, matched_displacements
     from regexplain.runs import ensure_decomposition, open_run
     from regexplain.viz.figures import plot_slice_grid, save_figure
@@ -89,11 +89,12 @@ def _match(args: argparse.Namespace) -> int:
                                   seed=args.seed)
     result["runs"] = records
     result["mixed"] = {"allowed": bool(args.allow_mixed), "differences": mixed}
-    write_json(args.out / "match.json", result)
     image, label = opened[0].val.images[0, 0].numpy(), opened[0].val.labels[0, 0].numpy()
     grid = [[slice_view(image, label, d, "axial") for d in matched_displacements(pairs, result, 1)]]
-    save_figure(plot_slice_grid(grid, col_labels=[r.run_dir.name for r in opened], row_labels=["component 1"]),
-                args.out / "component1.png")
+    fig = plot_slice_grid(grid, col_labels=[r.run_dir.name for r in opened], row_labels=["component 1"])
+    with deferred_signals():   # match.json and its figure are written whole: a Ctrl-C waits for both
+        write_json(args.out / "match.json", result)
+        save_figure(fig, args.out / "component1.png")
     if mixed:
         print(f"match: --allow-mixed: matched runs that differ ({'; '.join(mixed)})")
     for c in result["components"]:
