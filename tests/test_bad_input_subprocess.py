@@ -199,16 +199,13 @@ def test_train_prints_the_split_it_used(fx, tmp_path, split, used):
     assert len(notice) == 1 and used in notice[0] and f"{split[0]} / {split[1]}" in notice[0], r.stderr
 
 
-def test_the_split_notice_on_four_subjects(tmp_path, capsys):
-    from regexplain.config import load_config
+def test_the_split_notice_on_four_subjects(tmp_path):
     from regexplain.data import synthetic
-    from regexplain.data.pairs import load_splits
 
     root = synthetic.synthesize_hippocampus(tmp_path / "four", 4, (32, 32, 32), seed=0, progress=False)
-    cfg = load_config("smoke", overrides={"data": {"root": str(root), "split": [0.9, 0.1]}})
-    train, val = load_splits(cfg.data, progress=False)
-    assert (len(train), len(val)) == (2, 2)
-    assert "using 2 train / 2 val" in capsys.readouterr().err
+    r = cli(*smoke_train(root, tmp_path / "run", "--steps", "1", "--split", "0.9", "0.1"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "0.9 / 0.1 of 4 subjects" in r.stderr and "using 2 train / 2 val" in r.stderr, r.stderr
 
 
 # ------------------------------------------------------------------------------------------- match
