@@ -97,3 +97,30 @@ def test_a_folder_from_before_records_is_judged_by_its_runs_configs(tmp_path):
     smoke = study_record.study_request("smoke", "pose", (0, 1, 2), ("noskip", "skip"))
     study_record.check_study_folder(base, smoke)
     assert json.loads((base / study_record.RECORD_NAME).read_text()) == smoke
+
+
+def test_run_study_records_every_run_and_refuses_another_request(tmp_path, monkeypatch):
+    """run_study itself: the record is written before any work, each new score file carries its run's
+    record, study.json the request; a resume with other seeds is refused and changes nothing."""
+    from regexplain import study
+
+    minimal = {"explained_K": 0.9, "explained_first4": 0.5, "readout": {}, "reading": {}}
+    base = tmp_path / "study" / "pose"
+    (base / "scores").mkdir(parents=True)
+    for seed in (0, 1, 2):
+        for arch in ("noskip", "skip", "untrained"):
+            if (arch, seed) != ("untrained", 2):   # the one job left to do: an untrained encoder, no training
+                (base / "scores" / f"{arch}_seed{seed}.json").write_text(json.dumps({**minimal, "seed": seed,
+                                                                                     "arch": arch}))
+    monkeypatch.setattr(study, "score_run", lambda *a, **k: dict(minimal))
+    res = study.run_study("smoke", tmp_path / "study", seeds=(0, 1, 2), regime="pose", progress=False,
+                          log=lambda _m: None)
+    request = study_record.study_request("smoke", "pose", (0, 1, 2), study.ARCHS)
+    assert res["provenance"] == request
+    assert json.loads((base / "study.json").read_text())["provenance"] == request
+    written = json.loads((base / "scores" / "untrained_seed2.json").read_text())
+    assert written["provenance"] == study_record.run_record(request, "untrained", 2)
+    before = _tree(tmp_path)
+    with pytest.raises(UsageError, match="seeds 0 1 2"):
+        study.run_study("smoke", tmp_path / "study", seeds=(0, 1, 2, 3), regime="pose", progress=False)
+    assert _tree(tmp_path) == before
