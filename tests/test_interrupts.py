@@ -200,3 +200,15 @@ def test_a_signal_while_register_writes_waits_for_the_last_output(run, tmp_path,
     # held back until the outputs were complete: never a warped image without its displacement
     assert sorted(p.name for p in out.iterdir()) == ["displacement_itk.nii.gz", "displacement_voxels.nii.gz",
                                                       "warped.nii.gz"]
+
+
+def test_a_signal_while_train_makes_its_run_folder_leaves_no_folder(run, tmp_path, monkeypatch, capsys):
+    from regexplain.cli import main
+
+    data, _ = run
+    _signal_self_in(monkeypatch, "regexplain.run_folder:_lock", signal.SIGTERM)   # between mkdir and the lock
+    out = tmp_path / "new" / "run"
+    assert main(["train", "--profile", "smoke", "--data", str(data), "--out", str(out), "--steps", "2",
+                 "--no-progress", "--device", "cpu"]) == 143
+    assert "no checkpoint was written yet" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
