@@ -212,3 +212,33 @@ def test_a_signal_while_train_makes_its_run_folder_leaves_no_folder(run, tmp_pat
                  "--no-progress", "--device", "cpu"]) == 143
     assert "no checkpoint was written yet" in capsys.readouterr().err
     assert not (tmp_path / "new").exists()
+
+
+def _write_file(path: Path) -> None:
+    from regexplain.io import write_text
+
+    write_text(path, "x")
+
+
+def _write_dir(path: Path) -> None:
+    from regexplain.io import atomic_dir
+
+    with atomic_dir(path) as tmp:
+        (tmp / "x").write_text("x")
+
+
+@pytest.mark.parametrize(("maker", "write"), [("mkstemp", _write_file), ("mkdtemp", _write_dir)])
+def test_a_signal_just_after_the_temp_file_is_made_leaves_none(tmp_path, monkeypatch, maker, write):
+    import tempfile
+
+    real = getattr(tempfile, maker)
+
+    def made_then_signalled(*a, **k):
+        out = real(*a, **k)
+        os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(tempfile, maker, made_then_signalled)
+    with pytest.raises(KeyboardInterrupt):
+        write(tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
