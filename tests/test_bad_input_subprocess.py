@@ -149,7 +149,7 @@ def test_training_on_phantoms_too_small_for_the_working_shape_is_refused(tmp_pat
     from regexplain.data import synthetic
 
     d = synthetic.synthesize_hippocampus(tmp_path / "tiny", 12, (16, 16, 16), seed=0, progress=False)
-    line = refused(cli(*smoke_train(d, tmp_path / "run", "--steps", "1"), cwd=tmp_path), "labelsTr",
+    line = refused(cli(*smoke_train(d, tmp_path / "run", "--steps", "1"), cwd=tmp_path), str(d), "hippocampus_000",
                    "working shape 16x16x16")
     assert "NaN" not in line
     assert not (tmp_path / "run").exists()   # no metrics.json with NaN Dice, no half a run

@@ -107,17 +107,19 @@ def _file_hash(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _check_labels_kept(volumes: list[Volume], labels: torch.Tensor, shape) -> None:
+def _check_labels_kept(data: VolumeSet, root: Path, shape) -> None:
     """A label whose structure vanishes at the working shape (volumes much smaller than the dataset's crop
-    window, e.g. 16^3 phantoms in a 64^3 window resized to 16^3) would make every Dice NaN: refused,
-    naming the files, like a label that is empty on disk."""
-    lost = [v for v, lab in zip(volumes, labels, strict=True) if not bool(lab.any())]
+    window, e.g. 16^3 phantoms in a 64^3 window resized to 16^3) would make every Dice NaN: training and
+    evaluation refuse it, naming the volumes, like a label that is empty on disk. (``data info`` still
+    describes such a folder.)"""
+    kept = data.labels.flatten(1).any(1).tolist()
+    lost = [i for i, k in zip(data.ids, kept, strict=True) if not k]
     if lost:
-        names = ", ".join(str(v.label_path) for v in lost[:3]) + (f" (+{len(lost) - 3} more)" if len(lost) > 3 else "")
-        raise DataError(f"{names}: no labelled voxel left at the working shape {'x'.join(map(str, shape))} "
-                        f"({len(lost)} of {len(volumes)} volumes); the volumes are too small for it (the "
-                        f"structure is cut around the label, padded to the dataset's window and resized): use "
-                        f"larger volumes (`data synth` at the default shape) or a larger working shape")
+        names = ", ".join(lost[:3]) + (f" (+{len(lost) - 3} more)" if len(lost) > 3 else "")
+        raise DataError(f"{root}: the labels of {names} have no voxel left at the working shape "
+                        f"{'x'.join(map(str, shape))} ({len(lost)} of {len(data)} volumes); the volumes are too "
+                        "small for it (the structure is cut around the label, padded to the dataset's window and "
+                        "resized): use larger volumes (`data synth` at the default shape) or a larger working shape")
 
 
 def _preprocess_all(volumes: list[Volume], base_shape, shape, num_labels: int, progress: bool,
@@ -141,7 +143,6 @@ def _preprocess_all(volumes: list[Volume], base_shape, shape, num_labels: int, p
             bar.update(1)
         images[s:s + len(part)], labels[s:s + len(part)] = to_working(img_buf[:len(part)], lab_buf[:len(part)],
                                                                       shape)
-        _check_labels_kept(part, labels[s:s + len(part)], shape)
     bar.close()
     spacing = tuple(float(s) for s in np.median([v.spacing for v in volumes], axis=0))
     return images, labels, working_spacing(spacing, base_shape, shape)
@@ -185,6 +186,7 @@ def load_splits(cfg: DataConfig, *, progress: bool = True) -> tuple[VolumeSet, V
     """(train, val) at ``cfg.shape``; the subject split (sizes: :func:`regexplain.data.split.split_sizes`)
     is written to ``<root>/split.json``."""
     data, root = load_all(cfg, progress=progress)
+    _check_labels_kept(data, root, cfg.shape)
     subjects = sorted(set(data.groups))
     n_train, n_val, rule = split_sizes(len(subjects), cfg.n_train, cfg.n_val, cfg.split,
                                        exact=cfg.exact_counts, where=str(root))
