@@ -148,7 +148,7 @@ def test_cross_seed_matching_from_a_seed_study(smoke_dirs, tmp_path):
     assert (tmp_path / "m" / "component1.png").stat().st_size > 1000
     figs = tmp_path / "figures"
     params = {**pipeline.notebook_parameters("smoke", smoke_dirs["data"], smoke_dirs["runs"], figs),
-              "STUDY_DIR": str(study)}
+              "STUDY_DIR": str(study), "REGIME": "pose"}   # the runs above are laid out as a pose study
     pipeline.execute_notebook(pipeline.NOTEBOOK_DIR / "08_bases_and_seeds.py", tmp_path / "nb", params, timeout=600)
     rows = json.loads((figs / "results_08_bases_and_seeds.json").read_text())["rows"]
     assert [r["component"] for r in rows["cross_seed"]] == list(range(1, len(rows["cross_seed"]) + 1))
