@@ -165,6 +165,13 @@ def fit_on_codes(name: str, model, codes: np.ndarray, ids: Sequence[str], root, 
             raise ValueError(f"basis supervised: {root} has no factors.csv (phantoms only)")
         fid, names, values = read_factors(root)
         row = {i: n for n, i in enumerate(fid)}
+        missing = [i for i in ids if i not in row]
+        if missing:
+            from regexplain.errors import DataError
+
+            raise DataError(f"{Path(root) / 'factors.csv'}: no factors for {len(missing)} of the {len(ids)} "
+                            f"training subjects ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); "
+                            "the supervised basis needs every one")
         factors = {f: values[[row[i] for i in ids], j] for j, f in enumerate(names)}
     try:
         return fit_basis(name, codes, k, latent_shape=latent_shape, model=model, factors=factors, seed=seed)

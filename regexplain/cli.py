@@ -4,17 +4,23 @@ Each area of the package registers its own sub-commands in ``regexplain/commands
 ``register(subparsers)`` function; this module only assembles them and turns package errors, and the
 operating system's errors about files (permission denied, not a folder...), into one readable line
 (exit code 2) that starts on a line of its own, below any interrupted progress bar.
+
+Ctrl-C (SIGINT) and SIGTERM stop every command the same way: the work unwinds (atomic writes discard their
+temp files, a new run folder without a checkpoint is removed), then one line says what was interrupted and
+how to go on, and the exit code is 128 + the signal number (130, 143), without a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+from pathlib import Path
 
 from regexplain import __version__
 from regexplain.config import ConfigError
-from regexplain.errors import RegexplainError
+from regexplain.errors import Interrupted, RegexplainError
 
 COMMAND_MODULES = ("data", "train", "latent", "match", "reproduce", "study", "explore")
 
@@ -36,12 +42,58 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    previous = _raise_on_sigterm()
+    on_sigint = signal.getsignal(signal.SIGINT)
     try:
         return int(args.func(args) or 0)
     except (RegexplainError, ConfigError, OSError) as e:
         _close_progress_bars()
         print(f"regexplain {args.command}: error: {_message(e)}", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, Interrupted) as e:
+        signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+        if previous is not None:  # a second signal while the line is printed must not make a traceback
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _close_progress_bars()
+        print(f"regexplain {_command(args)}: interrupted by {signal.Signals(signum).name}; "
+              f"{resume_hint(args)}", file=sys.stderr, flush=True)
+        return 128 + int(signum)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, on_sigint)
+
+
+def _raise_on_sigterm():
+    """SIGTERM raises :class:`Interrupted` (Python's default would end the process on the spot: no
+    ``finally``, temp files and half a run folder left). ``None`` outside the main thread (an embedding
+    application keeps its own handlers)."""
+    def handler(signum, frame):
+        raise Interrupted(signum)
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:
+        return None
+
+
+def _command(args: argparse.Namespace) -> str:
+    sub = getattr(args, "data_command", None) if args.command == "data" else None
+    return f"{args.command} {sub}" if sub else args.command
+
+
+def resume_hint(args: argparse.Namespace) -> str:
+    """How to go on after an interruption of ``args``' command (what was kept is named)."""
+    if args.command == "train":
+        out = Path(args.out)
+        if (out / "checkpoint.pt").is_file():
+            return f"its last checkpoint is kept; continue with: regexplain train --out {out} --resume"
+        return f"no checkpoint was written yet, so nothing was kept in {out}; run the same command again"
+    if args.command in ("reproduce", "study"):
+        return ("finished steps are kept; run the same command again to resume (finished runs are reused, an "
+                "unfinished training continues from its last checkpoint)")
+    return "nothing half-written was left (outputs are written whole or not at all); run the same command again"
 
 
 def _message(e: Exception) -> str:

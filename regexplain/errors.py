@@ -31,3 +31,13 @@ class UsageError(RegexplainError, ValueError):
 
 class OutputError(RegexplainError, OSError):
     """An output location cannot be written (read-only, a file where a folder is needed, ...)."""
+
+
+class Interrupted(BaseException):
+    """SIGTERM arrived (raised by the CLI's handler). A ``BaseException`` like ``KeyboardInterrupt`` (SIGINT),
+    so that no ``except Exception`` on the way mistakes it for a failure to recover from; atomic writes and
+    run folders clean up on the way out, and the CLI prints one line and exits 128 + the signal number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum

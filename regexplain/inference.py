@@ -33,9 +33,10 @@ import torch
 
 from regexplain.config import Config
 from regexplain.data import datasets
-from regexplain.data.nifti import read_nifti, spacing_from_affine, write_itk_displacement, write_nifti
+from regexplain.data.nifti import check_image, read_nifti, spacing_from_affine, write_itk_displacement, write_nifti
 from regexplain.data.preprocess import crop_window, preprocess, resize_image, shape_for_spacing
 from regexplain.errors import CheckpointError, DataError
+from regexplain.io import deferred_signals
 from regexplain.spatial import displacement_to_map, identity_map, itk_displacement, map_to_displacement, warp
 
 
@@ -57,6 +58,32 @@ def _read(path: Path, what: str) -> tuple[np.ndarray, np.ndarray]:
     if not np.isfinite(array).all():
         raise DataError(f"{path}: {what} has NaN or Inf values")
     return array, affine
+
+
+def _read_image(path: Path, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """An intensity image; a constant one is refused (it would give an all-zero warped image)."""
+    array, affine = _read(path, what)
+    check_image(array, path, what)
+    return array, affine
+
+
+def _read_label(path: Path) -> np.ndarray:
+    """A label of integer values: a fractional one (7.5) is refused, not rounded into another label."""
+    label, _ = _read(path, "moving label")
+    fractional = label[label != np.round(label)]
+    if fractional.size:
+        raise DataError(f"{path}: label values must be integers, found {float(fractional[0]):g} "
+                        f"({fractional.size} voxels); pass a segmentation, not an intensity image")
+    if label.min() < 0:
+        raise DataError(f"{path}: negative label value {float(label.min()):g}; labels are 0 (background) "
+                        "and positive integers")
+    return label
+
+
+def _label_dtype(label: np.ndarray) -> type:
+    """The smallest unsigned integer type holding every value (uint8 unless there are > 255 labels)."""
+    top = float(label.max()) if label.size else 0.0
+    return np.uint8 if top <= 255 else np.uint16 if top <= 65535 else np.uint32
 
 
 def _working(image: np.ndarray, rshape, base, shape) -> np.ndarray:
@@ -87,14 +114,14 @@ def register_files(model, cfg: Config, moving: Path, fixed: Path, out: Path, *,
     """Register ``moving`` onto ``fixed``; write warped image, warped label (when given) and the
     displacement (voxels and ITK) into ``out`` (see the module docstring). Returns ``{name: path}``.
     ``precision``: see :meth:`RegistrationNet.register`."""
-    mov, mov_affine = _read(Path(moving), "moving image")
-    fix, affine = _read(Path(fixed), "fixed image")
+    mov, mov_affine = _read_image(Path(moving), "moving image")
+    fix, affine = _read_image(Path(fixed), "fixed image")
     if mov.shape != fix.shape:
         raise DataError(f"{moving}: shape {mov.shape} differs from the fixed image {fixed} {fix.shape}; "
                         "resample both onto one grid first")
     lab = None
     if moving_label is not None:
-        lab, _ = _read(Path(moving_label), "moving label")
+        lab = _read_label(Path(moving_label))
         if lab.shape != mov.shape:
             raise DataError(f"{moving_label}: label shape {lab.shape} differs from the moving image's "
                             f"{mov.shape}")
@@ -121,7 +148,11 @@ def write_registration(out: Path, moving: np.ndarray, disp: torch.Tensor, fixed_
     Returns:
         ``{"warped", "displacement_voxels", "displacement_itk"[, "warped_label"]: path}``.
     """
-    out = Path(out)
+    with deferred_signals():   # the outputs belong together: a Ctrl-C waits for the last one
+        return _write_registration(Path(out), moving, disp, fixed_affine, moving_affine, label)
+
+
+def _write_registration(out: Path, moving, disp, fixed_affine, moving_affine, label) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     phi = displacement_to_map(disp[None].float())
     written = {"warped": out / "warped.nii.gz", "displacement_voxels": out / "displacement_voxels.nii.gz",
@@ -135,5 +166,5 @@ def write_registration(out: Path, moving: np.ndarray, disp: torch.Tensor, fixed_
     if label is not None:
         wl = warp(torch.from_numpy(label.astype(np.float32))[None, None], phi, mode="nearest")
         written["warped_label"] = out / "warped_label.nii.gz"
-        write_nifti(written["warped_label"], wl[0, 0].numpy().round().astype(np.uint8), fixed_affine)
+        write_nifti(written["warped_label"], wl[0, 0].numpy().round().astype(_label_dtype(label)), fixed_affine)
     return written

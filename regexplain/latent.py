@@ -26,7 +26,7 @@ import torch
 
 from regexplain import spatial
 from regexplain.errors import DataError
-from regexplain.io import atomic_path, write_json
+from regexplain.io import atomic_path, deferred_signals, write_json
 
 NPZ_NAME = "decomposition.npz"
 JSON_NAME = "decomposition.json"
@@ -213,10 +213,11 @@ class Decomposition:
         clash = set(arrays) & set(self.extra)
         if clash:
             raise ValueError(f"extra arrays may not reuse the names {sorted(clash)}")
-        with atomic_path(directory / NPZ_NAME) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, **arrays, **{k: np.asarray(v) for k, v in self.extra.items()})
-        write_json(directory / JSON_NAME, {"meta": self.meta, **self.summary(),
-                                           "extra": sorted(self.extra)})
+        with deferred_signals():   # the pair is written whole: a Ctrl-C waits for the JSON
+            with atomic_path(directory / NPZ_NAME) as tmp, open(tmp, "wb") as fh:
+                np.savez(fh, **arrays, **{k: np.asarray(v) for k, v in self.extra.items()})
+            write_json(directory / JSON_NAME, {"meta": self.meta, **self.summary(),
+                                               "extra": sorted(self.extra)})
 
     @classmethod
     def load(cls, directory: str | Path) -> Decomposition:

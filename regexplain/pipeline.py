@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from regexplain.config import load_config
-from regexplain.errors import RegexplainError
+from regexplain.errors import Interrupted, RegexplainError
 from regexplain.results import write_results
 from regexplain.runs import MODELS, ensure_data, ensure_decomposition, ensure_trained, model_config, run_dir
 
@@ -105,21 +105,52 @@ def to_ipynb(source: Path, out: Path) -> Path:
 KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
 
 
+def _quiet_shutdown_kernel_manager():
+    """jupyter_client's ``AsyncKernelManager`` without the SIGINT it sends first when shutting a kernel down.
+
+    papermill shuts each kernel down right after the reply to its last request (``kernel_info``). The reply
+    leaves before the kernel's handler has returned, and ipykernel turns SIGINT into KeyboardInterrupt
+    only while a handler runs; so the shutdown's SIGINT could land in that window and the kernel logged
+    ``[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel.`` on the main job's console (seen with
+    notebook 05). The interrupt is not needed to stop a kernel: the shutdown request goes over the
+    control channel, which ipykernel serves in its own thread even while a cell runs, and the manager
+    still terminates and kills a kernel that does not stop in time. Interrupts asked for outside a
+    shutdown (papermill's ``interrupt_on_timeout``) are sent as before."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class QuietShutdownKernelManager(AsyncKernelManager):
+        async def _async_interrupt_kernel(self) -> None:
+            if self.shutting_down:
+                return
+            await super()._async_interrupt_kernel()
+
+    return QuietShutdownKernelManager
+
+
 def execute_notebook(source: Path, out_dir: Path, parameters: dict[str, Any], *, timeout: int = 1800) -> Path:
-    """Run one notebook with papermill; :class:`NotebookError` names the notebook and the failing cell."""
+    """Run one notebook with papermill; :class:`NotebookError` names the notebook and the failing cell.
+
+    The executed copy appears whole or not at all (papermill writes it after every cell: into a temp file
+    here, renamed once the run ends, so an interruption leaves no half-run notebook)."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / f"{source.stem}.ipynb"
-    with tempfile.TemporaryDirectory() as tmp:
+    # beside the output (one file system for the rename), named *.ipynb as papermill expects
+    with tempfile.TemporaryDirectory() as tmp, \
+            tempfile.TemporaryDirectory(dir=out_dir, prefix=f".{source.stem}.", suffix=".tmp") as part:
         nb = to_ipynb(source, Path(tmp) / f"{source.stem}.ipynb")
+        partial = Path(part) / output.name
         try:
             with kernel_env(MPLBACKEND=INLINE_BACKEND, PYDEVD_DISABLE_FILE_VALIDATION="1"):
-                pm.execute_notebook(str(nb), str(output), parameters=parameters, kernel_name="python3",
+                pm.execute_notebook(str(nb), str(partial), parameters=parameters, kernel_name="python3",
                                     cwd=str(REPO_ROOT), progress_bar=False, execution_timeout=timeout,
-                                    extra_arguments=KERNEL_ARGS)
+                                    extra_arguments=KERNEL_ARGS,
+                                    kernel_manager_class=_quiet_shutdown_kernel_manager())
+            os.replace(partial, output)
         except PapermillExecutionError as e:
+            os.replace(partial, output)   # the failing run's copy is kept: it shows the failing cell
             raise NotebookError(f"notebook {source.name} failed in cell {e.cell_index} (execution count "
                                 f"{e.exec_count}): {e.ename}: {e.evalue} -- executed copy: {output}") from e
     return output
@@ -152,10 +183,11 @@ def _stage(label: str, fn: Callable[[], Any], log: Callable[[str], None], *, hol
                     stack.enter_context(cm)
                 warnings.simplefilter("default")  # shown once each, into ``held``
             out = fn()
-    except BaseException:
+    except BaseException as e:
         if live:
             sys.stdout.write("\x1b[2K")  # clear the transient line
-        sys.stderr.write(held.getvalue()[-4000:])
+        if not isinstance(e, (KeyboardInterrupt, Interrupted)):  # an interruption is one line (cli.py)
+            sys.stderr.write(held.getvalue()[-4000:])
         raise
     if live:
         sys.stdout.write("\x1b[2K")

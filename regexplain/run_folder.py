@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from regexplain.errors import CheckpointError, OutputError, RegexplainError
+from regexplain.io import deferred_signals
 
 LOCK_NAME = ".regexplain.lock"
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -80,9 +81,15 @@ def run_folder(run_dir: str | Path, *, resume: bool) -> Iterator[Path]:
     while not created.parent.exists():
         created = created.parent
     created = None if run_dir.exists() else created
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fh = _lock(run_dir)  # on failure the folder belongs to the training that holds the lock: left alone
+    with contextlib.ExitStack() as hold:
+        # a Ctrl-C / SIGTERM between making the folder and entering the ``try`` below would skip its clean-up:
+        # held back until inside it
+        hold.enter_context(deferred_signals())
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fh = _lock(run_dir)  # on failure the folder belongs to the training that holds the lock: left alone
+        held = hold.pop_all()
     try:
+        held.close()   # a signal that arrived meanwhile is raised here, where the clean-up sees it
         for p in stale_temp_files(run_dir):
             p.unlink(missing_ok=True)
         if not resume:

@@ -124,11 +124,14 @@ def ensure_trained(cfg: Config, rd: str | Path, *, force: bool = False, progress
             f"{m.get('dice_before', float('nan')):.3f} -> {m.get('dice_after', float('nan')):.3f}")
 
 
-def ensure_decomposition(rd: str | Path, *, data=None, force: bool = False, basis: str = "pca", seed: int = 0):
+def ensure_decomposition(rd: str | Path, *, data=None, force: bool = False, basis: str = "pca", seed: int = 0,
+                         save: bool = True):
     """The run's latent decomposition in ``basis`` (:mod:`regexplain.bases`; the paper's PCA by default),
     fitted on its training codes and cached in ``rd/decomposition`` (``rd/decomposition_<basis>``), refitted
     when the checkpoint is newer. ``K = min(cfg.latent.n_components, n_train - 1)``. ``data``: the
     ``(train, val)`` :class:`~regexplain.data.pairs.VolumeSet` pair, read from the run's config if ``None``.
+    ``save=False``: a fresh cached one is still read, but a new fit stays in memory (``match`` writes nothing
+    into the runs it reads).
 
     Raises:
         ValueError: an unknown basis, or ``supervised`` for data without ``factors.csv``.
@@ -152,7 +155,8 @@ def ensure_decomposition(rd: str | Path, *, data=None, force: bool = False, basi
     dec = Decomposition.fit(z, k, latent_shape=shape) if basis == "pca" else \
         fit_on_codes(basis, model, z, train_set.ids, cfg.data.root, k, seed=seed, latent_shape=shape)
     dec.meta.update(checkpoint=str(ckpt.absolute()), data=str(Path(cfg.data.root).absolute()), basis=basis)
-    dec.save(out)
+    if save:
+        dec.save(out)
     return dec
 
 

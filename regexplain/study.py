@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from regexplain import disentangle as dz
+from regexplain import study_record
 from regexplain.casestudy import readout_from_medians
 from regexplain.errors import UsageError
 from regexplain.io import write_json, write_text
@@ -349,6 +350,8 @@ def run_study(profile: str = "quick", out: str | Path = "study", *, seeds: Seque
     if regime not in PHANTOM_REGIMES:
         raise UsageError(f"--regime: unknown phantom regime {regime!r}; choose one of {PHANTOM_REGIMES}")
     base = Path(out) / regime
+    request = study_record.study_request(profile, regime, seeds, archs)
+    study_record.check_study_folder(base, request)   # a folder started otherwise is refused, never mixed
     jobs = [(a, s) for s in seeds for a in (*archs, "untrained")]
     scores: dict[str, list[dict[str, Any]]] = {a: [] for a in (*archs, "untrained")}
     data_cache: dict[str, Any] = {}
@@ -361,7 +364,7 @@ def run_study(profile: str = "quick", out: str | Path = "study", *, seeds: Seque
         cfg = config_from_dict(values, source=f"study {profile} {regime}")
         path = base / "scores" / f"{arch}_seed{seed}.json"
         if path.is_file():
-            scores[arch].append(json.loads(path.read_text()))
+            scores[arch].append(study_record.read_scores(path, request, arch, seed))
             continue
         runs.ensure_data(cfg)
         if "sets" not in data_cache:
@@ -379,13 +382,15 @@ def run_study(profile: str = "quick", out: str | Path = "study", *, seeds: Seque
             model, _ = load_model(rd, device="cpu")
         rec = score_run(model, dec, train_set, val_set, _factors(cfg, val_set.ids), n_null, seed)
         rec["seed"], rec["arch"] = seed, arch
+        rec["provenance"] = study_record.run_record(request, arch, seed)
         write_json(path, rec)
         scores[arch].append(rec)
     bar.close()
     rows = leave_one_out(scores, verdicts(scores))
     trained = run_rows(base / "runs", archs, seeds)
     result = {"profile": profile, "regime": regime, "seeds": seeds, "archs": list(archs), "scores": scores,
-              "verdicts": rows, "runs": trained}
+              "verdicts": rows, "runs": trained,
+              "provenance": request}
     write_json(base / "study.json", result)
     title = f"Seed study ({profile}, {regime} phantoms, {len(seeds)} seeds)"
     write_text(base / "STUDY.md", verdict_markdown(rows, title) + "\n" + runs_markdown(trained))

@@ -61,7 +61,7 @@ def case(fn: Callable[[Path, Fx], Spec]) -> Callable[[Path, Fx], Spec]:
 
 def snapshot(paths: list[Path]) -> dict[str, Any]:
     """Every file under ``paths`` with its hash (``None`` for an absent path). The preprocessing cache
-    (``.cache_*.pt``, rebuilt whenever a dataset is copied) is derived, not data: left out."""
+    (``.cache_*.pt``, rebuilt when a file of the dataset changes) is derived, not data: left out."""
     out: dict[str, Any] = {}
     for p in paths:
         if p.is_symlink() or p.is_file():

@@ -7,6 +7,7 @@ import torch
 
 from regexplain.config import DataConfig
 from regexplain.data import msd
+from regexplain.data.nifti import read_nifti, write_nifti
 from regexplain.data.pairs import VolumeSet, load_splits, random_pairs, validation_pairs
 from regexplain.errors import DataError
 
@@ -41,7 +42,9 @@ def test_load_splits_hippocampus(hippo_root, tmp_path):
     # cached: the same tensors come back; a changed file invalidates the cache
     train2, _ = load_splits(_cfg(root), progress=False)
     torch.testing.assert_close(train2.images, train.images)
-    (root / "imagesTr" / "hippocampus_000.nii.gz").touch()
+    img = root / "imagesTr" / "hippocampus_000.nii.gz"
+    array, affine = read_nifti(img)
+    write_nifti(img, array[::-1].copy(), affine)   # the cache is keyed by content (a touch alone keeps it)
     load_splits(_cfg(root), progress=False)
     assert list(root.glob(".cache_16x16x16_*.pt")) != caches
 

@@ -57,7 +57,7 @@ def test_a_six_subject_folder_splits_by_fractions(hippo_root, tmp_path, capsys):
     entries = json.loads((root / "dataset.json").read_text())
     entries["training"] = entries["training"][:6]
     (root / "dataset.json").write_text(json.dumps(entries))
-    cfg = DataConfig(root=str(root), shape=(8, 8, 8), n_subjects=260, n_train=200, n_val=60)
+    cfg = DataConfig(root=str(root), shape=(16, 16, 16), n_subjects=260, n_train=200, n_val=60)
     train, val = load_splits(cfg, progress=False)
     assert (len(train), len(val)) == (4, 2)
     assert "split by their ratio: 4 train / 2 val" in capsys.readouterr().err

@@ -149,7 +149,7 @@ def test_cli_decompose_and_casestudy(tmp_path):
     from regexplain.cli import main
     from regexplain.data.synthetic import synthesize_hippocampus
 
-    data = synthesize_hippocampus(tmp_path / "data", 12, (16, 16, 16), seed=0, progress=False)
+    data = synthesize_hippocampus(tmp_path / "data", 12, (32, 32, 32), seed=0, progress=False)  # 16^3 loses labels
     assert main(["train", "--profile", "smoke", "--data", str(data), "--out", str(tmp_path / "run"),
                  "--no-progress", "--device", "cpu"]) == 0
     assert main(["decompose", "--model", str(tmp_path / "run"), "--out", str(tmp_path / "dec"), "-k", "3",
@@ -176,7 +176,7 @@ def test_cli_decompose_in_another_basis(tmp_path, basis):
     from regexplain.data.synthetic import synthesize_hippocampus
     from regexplain.latent import component_displacements
 
-    data = synthesize_hippocampus(tmp_path / "data", 12, (16, 16, 16), seed=0, progress=False)
+    data = synthesize_hippocampus(tmp_path / "data", 12, (32, 32, 32), seed=0, progress=False)  # 16^3 loses labels
     assert main(["train", "--profile", "smoke", "--data", str(data), "--out", str(tmp_path / "run"),
                  "--no-progress", "--device", "cpu"]) == 0
     assert main(["decompose", "--model", str(tmp_path / "run"), "--out", str(tmp_path / "dec"), "-k", "3",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from regexplain.commands.options import int_at_least
+from regexplain.commands.options import int_at_least, seed_value
 from regexplain.config import PHANTOM_REGIMES
 
 
@@ -25,7 +25,7 @@ def register(subparsers) -> None:
                    ", ".join(f"{k} {d.synth_count}" for k, d in DATASETS.items()) + ")")
     s.add_argument("--shape", type=int_at_least(4), nargs=3, metavar=("D", "H", "W"), default=None,
                    help="volume shape, sides >= 4 (default: the dataset's base shape)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=seed_value, default=0, help="0 .. 2^32 - 1 (default 0)")
     s.add_argument("--regime", choices=PHANTOM_REGIMES, default=PHANTOM_REGIMES[0],
                    help="hippocampus phantoms: calibrated (default: the paper's Dice before registration, a "
                         "T1-like structure as bright as its surroundings), pose (pose dominates) or msd_like "

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from regexplain.commands.options import add_data_options, int_at_least, positive_float
+from regexplain.commands.options import add_data_options, int_at_least, positive_float, seed_value
 
 
 def register(subparsers) -> None:
@@ -22,7 +22,8 @@ def register(subparsers) -> None:
     p.add_argument("--basis", choices=("pca", "ica", "sparse_pca", "sefa", "supervised", "random_orthonormal"),
                    default="pca", help="pca (the paper's, default), ica, sparse_pca, sefa (decoder weights, no data), "
                    "supervised (phantoms' factors.csv), random_orthonormal (null); see regexplain.bases")
-    p.add_argument("--seed", type=int, default=0, help="seed of ica / sparse_pca / random_orthonormal")
+    p.add_argument("--seed", type=seed_value, default=0,
+                   help="seed of ica / sparse_pca / random_orthonormal (0 .. 2^32 - 1)")
     p.set_defaults(func=_decompose)
 
     c = subparsers.add_parser("casestudy", help="|a_j(X) - a_j(X')| under rotation / translation / scaling "
@@ -86,10 +87,12 @@ def _decompose(args: argparse.Namespace) -> int:
 def _fit(args, z_tr, k, shape, model, cfg, ids):
     """The decomposition of the training codes in the requested basis (``--basis``)."""
     from regexplain.bases import fit_on_codes
-    from regexplain.errors import UsageError
+    from regexplain.errors import DataError, UsageError
 
     try:
         return fit_on_codes(args.basis, model, z_tr, ids, cfg.data.root, k, seed=args.seed, latent_shape=shape)
+    except DataError:
+        raise   # names its file already
     except ValueError as e:
         raise UsageError(f"--{e}") from e
 
@@ -98,7 +101,7 @@ def _casestudy(args: argparse.Namespace) -> int:
     from regexplain.casestudy import case_study_deltas, case_study_transforms, summarize_case_study
     from regexplain.checkpoint import checkpoint_path
     from regexplain.errors import DataError
-    from regexplain.io import atomic_path, check_writable, write_json
+    from regexplain.io import atomic_path, check_writable, deferred_signals, write_json
     from regexplain.latent import Decomposition
 
     check_writable(args.out)
@@ -118,17 +121,18 @@ def _casestudy(args: argparse.Namespace) -> int:
     arrays.update({f"{name}_signed": d for name, d in deltas.items()})
     arrays["ids"] = np.asarray(val.ids, dtype=str)
     args.out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.out / "casestudy.npz") as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
     summary = summarize_case_study(deltas, dec.sigma)
-    write_json(args.out / "casestudy.json", {
-        "checkpoint": str(checkpoint_path(args.model)), "decomposition": str(args.decomposition),
-        "data": cfg.data.root, "n_subjects": len(val.ids), "working_shape": list(shape),
-        "transforms": {"rotation_deg_about_z": args.rotation, "translation_vox_along_z": translation,
-                       "zoom_factor": args.zoom,
-                       "note": "scaling of 0.2 read as a zoom factor 1 + 0.2 about the centre; translation "
-                               "in working-shape voxels (paper: 10 voxels at 64^3)"},
-        "summary": summary})
+    with deferred_signals():   # the pair is written whole: a Ctrl-C waits for the JSON
+        with atomic_path(args.out / "casestudy.npz") as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        write_json(args.out / "casestudy.json", {
+            "checkpoint": str(checkpoint_path(args.model)), "decomposition": str(args.decomposition),
+            "data": cfg.data.root, "n_subjects": len(val.ids), "working_shape": list(shape),
+            "transforms": {"rotation_deg_about_z": args.rotation, "translation_vox_along_z": translation,
+                           "zoom_factor": args.zoom,
+                           "note": "scaling of 0.2 read as a zoom factor 1 + 0.2 about the centre; translation "
+                                   "in working-shape voxels (paper: 10 voxels at 64^3)"},
+            "summary": summary})
     for name, s in summary.items():
         print(f"{name:12s} top component {s['top_by_median'] + 1:2d} (1-based)  top share "
               f"{s['top_share']:.2f}  participation ratio {s['participation_ratio']:.2f}")

@@ -22,6 +22,25 @@ def int_at_least(low: int) -> Callable[[str], int]:
     return parse
 
 
+#: numpy's and scikit-learn's seeds are unsigned 32-bit integers; a bad one is named as the option here,
+#: not as ``random_state`` from deep inside a library
+SEED_MAX = 2**32 - 1
+
+
+def seed_value(text: str) -> int:
+    """A seed: an integer in ``0 .. 2^32 - 1``."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must lie in 0 .. {SEED_MAX}, got {value}")
+    return value
+
+
+seed_value.__name__ = "seed"
+
+
 def _number(text: str) -> float:
     try:
         return float(text)

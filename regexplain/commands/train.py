@@ -136,7 +136,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from regexplain.checkpoint import checkpoint_path, load_model
     from regexplain.data.pairs import load_splits, validation_pairs
     from regexplain.evaluation import baseline_and_axes, evaluate_pairs
-    from regexplain.io import atomic_path, check_writable, write_json
+    from regexplain.io import atomic_path, check_writable, deferred_signals, write_json
     from regexplain.runs import with_data
     from regexplain.runtime import select_device
 
@@ -150,12 +150,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     rows, summary = evaluate_pairs(model, val, pairs, cfg.data.num_labels, device=device)
     summary = {"checkpoint": str(checkpoint_path(args.model)), "data": cfg.data.root, **summary,
                **baseline_and_axes(rows)}
-    write_json(out, summary)
     table = Path(out).with_suffix(".csv")
-    with atomic_path(table) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    with deferred_signals():   # summary and table are written whole: a Ctrl-C waits for the table
+        write_json(out, summary)
+        with atomic_path(table) as tmp, open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
     for key in ("dice_before", "dice_after", "folding_pct_after", "sdlogj_after"):
         if key in summary:
             print(f"{key}: {summary[key]['mean']:.4f} +- {summary[key]['sd']:.4f}")

@@ -212,8 +212,10 @@ def list_subjects(root: str | Path) -> list[tuple[str, Path, Path]]:
                 raise DataError(f"{p}: listed in {root / 'dataset.json'} but missing")
         out.append((subject_id(e["image"]), img, lab))
     ids = [s[0] for s in out]
-    if len(set(ids)) != len(ids):
-        raise DataError(f"{root / 'dataset.json'}: duplicate subject ids")
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise DataError(f"{root / 'dataset.json'}: subject {', '.join(twice[:5])} listed more than once in "
+                        "'training' (each volume once: a duplicate would pair a subject with itself)")
     return out
 
 

@@ -94,11 +94,17 @@ def write_itk_displacement(path: str | Path, field: np.ndarray, affine: np.ndarr
     _save(path, img)
 
 
-def check_image(image: np.ndarray, path: Path) -> None:
-    """Reject NaN / Inf intensities."""
+def check_image(image: np.ndarray, path: Path, what: str = "image") -> None:
+    """Reject NaN / Inf intensities and a constant image (e.g. all zeros: an empty or failed export).
+
+    A constant image normalises to all zeros: nothing in it can be registered, and a registration onto or
+    from it would write a meaningless result without a word."""
     if not np.isfinite(image).all():
         bad = int((~np.isfinite(image)).sum())
         raise DataError(f"{path}: {bad} NaN or Inf intensities")
+    if image.size and image.min() == image.max():
+        raise DataError(f"{path}: constant {what} (every voxel is {float(image.flat[0]):g}); there is nothing "
+                        "to register in it (an empty or failed export?)")
 
 
 def check_label(label: np.ndarray, path: Path, allowed: Iterable[int]) -> np.ndarray:

@@ -5,7 +5,8 @@
 the paper's normalisation, crop / pad around the labels to the dataset's base shape, resampling to
 ``cfg.shape``), splits by subject with a seeded permutation written
 to ``<root>/split.json`` and caches the preprocessed tensors in ``<root>/.cache_<shape>_<key>.pt``
-(key: hash of the file list, sizes, mtimes and settings), so repeated loads are fast. A missing or empty
+(key: hash of the settings and of every file's relative path, size and content, so a copied or read-only
+dataset reuses its cache), so repeated loads are fast. A missing or empty
 ``cfg.root`` is an error: phantoms are made only on purpose, by ``regexplain data synth`` and by the main
 job (:func:`ensure_data`, called by :func:`regexplain.runs.ensure_data`), never in place of a folder that was mistyped.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -84,13 +86,40 @@ def _check_regime(root: Path, cfg: DataConfig) -> None:
                         f"set data.phantom_regime: {made}")
 
 
-def _cache_key(files, shape, layout: str) -> str:
+def _cache_key(root: Path, files, shape, layout: str) -> str:
+    """The cache's key: the settings and every volume's path relative to ``root``, size and content hash.
+
+    Content, not place: a copied, moved or read-only copy of a dataset (``cp -r`` included, which does not
+    keep modification times) finds its cache valid; an edited file changes the key. Hashing a dataset's
+    compressed files is a fraction of what reading and preprocessing them costs."""
     h = hashlib.sha1(json.dumps([CACHE_VERSION, layout, list(shape)]).encode())
     for _, _, img, lab in files:
         for p in (img, lab):
-            st = p.stat()
-            h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}".encode())
+            h.update(f"{os.path.relpath(p, root)}|{p.stat().st_size}|{_file_hash(p)}\n".encode())
     return h.hexdigest()[:16]
+
+
+def _file_hash(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_labels_kept(data: VolumeSet, root: Path, shape) -> None:
+    """A label whose structure vanishes at the working shape (volumes much smaller than the dataset's crop
+    window, e.g. 16^3 phantoms in a 64^3 window resized to 16^3) would make every Dice NaN: training and
+    evaluation refuse it, naming the volumes, like a label that is empty on disk. (``data info`` still
+    describes such a folder.)"""
+    kept = data.labels.flatten(1).any(1).tolist()
+    lost = [i for i, k in zip(data.ids, kept, strict=True) if not k]
+    if lost:
+        names = ", ".join(lost[:3]) + (f" (+{len(lost) - 3} more)" if len(lost) > 3 else "")
+        raise DataError(f"{root}: the labels of {names} have no voxel left at the working shape "
+                        f"{'x'.join(map(str, shape))} ({len(lost)} of {len(data)} volumes); the volumes are too "
+                        "small for it (the structure is cut around the label, padded to the dataset's window and "
+                        "resized): use larger volumes (`data synth` at the default shape) or a larger working shape")
 
 
 def _preprocess_all(volumes: list[Volume], base_shape, shape, num_labels: int, progress: bool,
@@ -130,20 +159,21 @@ def load_all(cfg: DataConfig, *, progress: bool = True) -> tuple[VolumeSet, Path
     root = spec.dataset_dir(root)
     files = spec.list_files(root)
     shape = tuple(cfg.shape)
-    cache = root / f".cache_{'x'.join(map(str, shape))}_{_cache_key(files, shape, spec.layout)}.pt"
+    cache = root / f".cache_{'x'.join(map(str, shape))}_{_cache_key(root, files, shape, spec.layout)}.pt"
     if cache.is_file():
         try:
             c = torch.load(cache, weights_only=True)
+            # a valid cache is only read: a read-only (or root-owned, chmod-proof) copy is never written
             data = VolumeSet(c["images"], c["labels"].long(), c["ids"], c["groups"], tuple(c["spacing"]))
             return data, root
-        except Exception:  # a stale or broken cache is rebuilt, never trusted
-            cache.unlink(missing_ok=True)
+        except Exception:  # a broken cache is rebuilt, never trusted
+            pass
     volumes = spec.read(root, spec.spacing, progress)
     images, labels, spacing = _preprocess_all(volumes, spec.base_shape, shape, cfg.num_labels, progress)
     ids, groups = [f[0] for f in files], [f[1] for f in files]
-    for old in root.glob(f".cache_{'x'.join(map(str, shape))}_*.pt"):
-        old.unlink(missing_ok=True)
     try:
+        for old in root.glob(f".cache_{'x'.join(map(str, shape))}_*.pt"):
+            old.unlink(missing_ok=True)   # stale: the files changed since
         with atomic_path(cache) as tmp:
             torch.save({"images": images, "labels": labels, "ids": ids, "groups": groups,
                         "spacing": list(spacing)}, tmp)
@@ -156,12 +186,18 @@ def load_splits(cfg: DataConfig, *, progress: bool = True) -> tuple[VolumeSet, V
     """(train, val) at ``cfg.shape``; the subject split (sizes: :func:`regexplain.data.split.split_sizes`)
     is written to ``<root>/split.json``."""
     data, root = load_all(cfg, progress=progress)
+    _check_labels_kept(data, root, cfg.shape)
     subjects = sorted(set(data.groups))
     n_train, n_val, rule = split_sizes(len(subjects), cfg.n_train, cfg.n_val, cfg.split,
                                        exact=cfg.exact_counts, where=str(root))
     if rule == "fractions" and not cfg.split:
         print(f"regexplain: {root}: {len(subjects)} subjects, fewer than n_train + n_val = "
               f"{cfg.n_train + cfg.n_val}; split by their ratio: {n_train} train / {n_val} val", file=sys.stderr)
+    elif cfg.split:  # fractions become whole subjects, two per side at least: say what was used
+        f_train, f_val = cfg.split
+        print(f"regexplain: {root}: split {f_train:g} / {f_val:g} of {len(subjects)} subjects "
+              f"({f_train * len(subjects):.3g} / {f_val * len(subjects):.3g}): using {n_train} train / {n_val} val "
+              "(whole subjects, at least 2 per side)", file=sys.stderr)
     info = {"rule": rule, **({"fractions": list(cfg.split)} if cfg.split else {})}
     split = msd.split_file(root, subjects, n_train, n_val, cfg.seed, info)
     train, val = set(split["train"]), set(split["val"])

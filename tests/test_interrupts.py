@@ -1,0 +1,244 @@
+"""Ctrl-C (SIGINT) and SIGTERM on the long commands, sent for real to a ``regexplain`` process once it shows
+progress: one line naming the command and how to go on, exit 130 / 143, no traceback, no temp file or half
+an output left behind. Every wait is bounded; nothing is timed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+WAIT = 300  # seconds: a bound against hangs on a loaded machine, not a measurement
+
+
+def start(argv: list[str], cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "regexplain.cli", *argv], cwd=cwd, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def interrupt_when(proc: subprocess.Popen, ready: Callable[[], bool], sig: signal.Signals) -> str:
+    """Send ``sig`` once ``ready()``; return stderr after the process ended."""
+    try:
+        deadline = time.monotonic() + WAIT
+        while not ready() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None and ready(), f"never got ready (exit {proc.poll()})"
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=WAIT)
+        return err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def check_one_line(err: str, proc: subprocess.Popen, sig: signal.Signals, command: str) -> str:
+    assert proc.returncode == 128 + sig, f"exit {proc.returncode}\n{err[-3000:]}"
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    lines = [ln for ln in err.splitlines() if ": interrupted by " in ln]
+    assert len(lines) == 1 and lines[0].startswith(f"regexplain {command}: interrupted by {sig.name}"), err
+    return lines[0]
+
+
+def temp_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.endswith((".tmp", ".part")) or ".extract" in p.name]
+
+
+@pytest.fixture()
+def data(hippo_root, tmp_path) -> Path:
+    return Path(shutil.copytree(hippo_root, tmp_path / "data"))
+
+
+def _train(data: Path, out: Path) -> list[str]:
+    return ["train", "--profile", "smoke", "--data", str(data), "--out", str(out), "--steps", "100000",
+            "--no-progress", "--device", "cpu"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_train_interrupted_after_a_checkpoint_says_how_to_resume(data, tmp_path, sig):
+    from regexplain.checkpoint import read_checkpoint
+
+    run = tmp_path / "run"
+    proc = start(_train(data, run), tmp_path)
+    err = interrupt_when(proc, lambda: (run / "checkpoint.pt").is_file(), sig)
+    line = check_one_line(err, proc, sig, "train")
+    assert f"regexplain train --out {run} --resume" in line
+    assert not temp_files(tmp_path)
+    assert not (run / "metrics.json").exists()           # unfinished: no final metrics
+    assert read_checkpoint(run)["step"] > 0               # the kept checkpoint loads
+
+
+def test_train_interrupted_before_its_first_checkpoint_leaves_no_run_folder(data, tmp_path):
+    """SIGTERM while the data are read: the run folder it had just made is gone again."""
+    for p in data.glob(".cache_*"):
+        p.unlink()   # reading and preprocessing again: the window to interrupt in
+    run = tmp_path / "run"
+    proc = start(_train(data, run), tmp_path)
+    err = interrupt_when(proc, lambda: (run / ".regexplain.lock").is_file(), signal.SIGTERM)
+    if (run / "checkpoint.pt").exists():
+        pytest.skip("the first checkpoint came before the signal on this machine")
+    line = check_one_line(err, proc, signal.SIGTERM, "train")
+    assert "no checkpoint was written yet" in line
+    assert not run.exists()
+
+
+def test_data_synth_interrupted_leaves_nothing(tmp_path):
+    out = tmp_path / "ds"
+    proc = start(["data", "synth", "hippocampus", "--out", str(out), "--n", "5000", "--shape", "32", "32", "32"],
+                 tmp_path)
+    err = interrupt_when(proc, lambda: bool(list(tmp_path.glob(".ds.*.tmp/imagesTr/*.nii.gz"))), signal.SIGTERM)
+    check_one_line(err, proc, signal.SIGTERM, "data synth")
+    assert not out.exists() and not temp_files(tmp_path) and not list(tmp_path.glob(".ds*"))
+
+
+@pytest.mark.slow
+def test_study_interrupted_says_to_run_it_again(tmp_path):
+    out = tmp_path / "study"
+    proc = start(["study", "--profile", "smoke", "--out", str(out), "--figures", str(tmp_path / "fig"), "--regime",
+                  "pose"], tmp_path)
+    err = interrupt_when(proc, lambda: (out / "pose" / "runs").is_dir(), signal.SIGINT)
+    line = check_one_line(err, proc, signal.SIGINT, "study")
+    assert "run the same command again" in line
+    assert not temp_files(tmp_path)
+    assert not (out / "pose" / "study.json").exists() and not (tmp_path / "fig" / "STUDY_pose.md").exists()
+
+
+@pytest.mark.slow
+def test_reproduce_interrupted_during_training(tmp_path):
+    runs = tmp_path / "runs"
+    proc = start(["reproduce", "--profile", "smoke", "--figures", str(tmp_path / "fig"), "--data",
+                  str(tmp_path / "data"), "--runs", str(runs)], tmp_path)
+    err = interrupt_when(proc, lambda: bool(list(runs.rglob("log.jsonl"))), signal.SIGTERM)
+    check_one_line(err, proc, signal.SIGTERM, "reproduce")
+    assert not temp_files(tmp_path)
+    assert not (tmp_path / "fig" / "RESULTS.md").exists()
+
+
+# ------------------------------------------------------- in-process: a real signal in the middle of a command
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, hippo_root) -> tuple[Path, Path]:
+    from regexplain.cli import main
+
+    base = tmp_path_factory.mktemp("interrupts")
+    data = Path(shutil.copytree(hippo_root, base / "data"))
+    assert main(["train", "--profile", "smoke", "--data", str(data), "--out", str(base / "run"), "--steps", "2",
+                 "--no-progress", "--device", "cpu"]) == 0
+    return data, base / "run"
+
+
+def _signal_self_in(monkeypatch, target: str, sig: signal.Signals, after: int = 0) -> None:
+    """Replace ``module:function`` by one that signals this very process on its ``after + 1``-th call."""
+    module, name = target.split(":")
+    real = getattr(__import__(module, fromlist=[name]), name)
+    calls = []
+
+    def hook(*a, **k):
+        calls.append(1)
+        if len(calls) == after + 1:
+            os.kill(os.getpid(), sig)
+        return real(*a, **k)
+
+    monkeypatch.setattr(f"{module}.{name}", hook)
+
+
+def _tree(*roots: Path) -> dict[str, bytes | None]:
+    return {str(p): (p.read_bytes() if p.is_file() else None) for r in roots if r.exists()
+            for p in [r, *sorted(r.rglob("*"))]}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("command", ["decompose", "match", "download"])
+def test_a_signal_in_the_middle_of_a_command(run, tmp_path, monkeypatch, capsys, command, sig):
+    from regexplain.cli import main
+
+    data, rd = run
+    out = tmp_path / "out"
+    if command == "decompose":
+        _signal_self_in(monkeypatch, "regexplain.latent:encode_volumes", sig)
+        argv = ["decompose", "--model", str(rd), "--out", str(out), "--device", "cpu"]
+    elif command == "match":
+        _signal_self_in(monkeypatch, "regexplain.matching:cross_run_similarity", sig)
+        argv = ["match", "--runs", str(rd), str(rd), "--out", str(out), "--null", "2"]
+    else:
+        _signal_self_in(monkeypatch, "regexplain.data.msd:fetch", sig)
+        argv = ["data", "download", "hippocampus", "--root", str(out)]
+    before = _tree(data, rd)
+    assert main(argv) == 128 + sig
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ": interrupted by " in ln]
+    assert len(lines) == 1 and sig.name in lines[0] and "run the same command again" in lines[0], err
+    assert not out.exists() and not temp_files(tmp_path)
+    assert _tree(data, rd) == before
+
+
+def test_a_signal_while_register_writes_waits_for_the_last_output(run, tmp_path, monkeypatch, capsys):
+    import numpy as np
+
+    from regexplain.cli import main
+    from regexplain.data.nifti import write_nifti
+
+    _, rd = run
+    g = np.random.default_rng(0)
+    mov = (g.random((20, 18, 22)) * 100).astype(np.float32)
+    write_nifti(tmp_path / "m.nii.gz", mov, np.eye(4))
+    write_nifti(tmp_path / "f.nii.gz", mov[::-1].copy(), np.eye(4))
+    _signal_self_in(monkeypatch, "regexplain.inference:write_nifti", signal.SIGTERM)   # at the first output
+    out = tmp_path / "reg"
+    assert main(["register", "--model", str(rd), "--moving", str(tmp_path / "m.nii.gz"), "--fixed",
+                 str(tmp_path / "f.nii.gz"), "--out", str(out), "--device", "cpu"]) == 143
+    assert "interrupted by SIGTERM" in capsys.readouterr().err
+    # held back until the outputs were complete: never a warped image without its displacement
+    assert sorted(p.name for p in out.iterdir()) == ["displacement_itk.nii.gz", "displacement_voxels.nii.gz",
+                                                      "warped.nii.gz"]
+
+
+def test_a_signal_while_train_makes_its_run_folder_leaves_no_folder(run, tmp_path, monkeypatch, capsys):
+    from regexplain.cli import main
+
+    data, _ = run
+    _signal_self_in(monkeypatch, "regexplain.run_folder:_lock", signal.SIGTERM)   # between mkdir and the lock
+    out = tmp_path / "new" / "run"
+    assert main(["train", "--profile", "smoke", "--data", str(data), "--out", str(out), "--steps", "2",
+                 "--no-progress", "--device", "cpu"]) == 143
+    assert "no checkpoint was written yet" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+
+
+def _write_file(path: Path) -> None:
+    from regexplain.io import write_text
+
+    write_text(path, "x")
+
+
+def _write_dir(path: Path) -> None:
+    from regexplain.io import atomic_dir
+
+    with atomic_dir(path) as tmp:
+        (tmp / "x").write_text("x")
+
+
+@pytest.mark.parametrize(("maker", "write"), [("mkstemp", _write_file), ("mkdtemp", _write_dir)])
+def test_a_signal_just_after_the_temp_file_is_made_leaves_none(tmp_path, monkeypatch, maker, write):
+    import tempfile
+
+    real = getattr(tempfile, maker)
+
+    def made_then_signalled(*a, **k):
+        out = real(*a, **k)
+        os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(tempfile, maker, made_then_signalled)
+    with pytest.raises(KeyboardInterrupt):
+        write(tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
