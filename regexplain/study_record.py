@@ -91,8 +91,9 @@ def _legacy_runs_match(base: Path, request: dict[str, Any]) -> dict[str, Any] | 
     return None
 
 
-def check_study_folder(base: str | Path, request: dict[str, Any]) -> None:
-    """Refuse to resume ``base`` (``<out>/<regime>``) with another request; record the request on a first run.
+def check_study_folder(base: str | Path, request: dict[str, Any], *, record: bool = True) -> None:
+    """Refuse to resume ``base`` (``<out>/<regime>``) with another request; record the request on a first run
+    (``record=False``: only check, e.g. every regime of ``study --regime both`` before the first one runs).
 
     Raises:
         UsageError: the folder was started with another profile, regime, seeds, architectures or code version
@@ -114,7 +115,8 @@ def check_study_folder(base: str | Path, request: dict[str, Any]) -> None:
     other = _legacy_runs_match(base, request)
     if other is not None:
         raise _refuse(base, other, request, base.parent)
-    write_json(path, request)
+    if record:
+        write_json(path, request)
 
 
 def read_scores(path: Path, request: dict[str, Any], arch: str, seed: int) -> dict[str, Any]:

@@ -124,3 +124,17 @@ def test_run_study_records_every_run_and_refuses_another_request(tmp_path, monke
     with pytest.raises(UsageError, match="seeds 0 1 2"):
         study.run_study("smoke", tmp_path / "study", seeds=(0, 1, 2, 3), regime="pose", progress=False)
     assert _tree(tmp_path) == before
+
+
+def test_study_both_checks_every_regime_before_the_first_runs(tmp_path, capsys):
+    from regexplain import study_record
+    from regexplain.cli import main
+    from regexplain.study import ARCHS
+
+    # the second regime's folder was started with other seeds: refused before the first regime trains
+    other = study_record.study_request("smoke", "pose", range(4), ARCHS)
+    study_record.check_study_folder(tmp_path / "st" / "pose", other)
+    assert main(["study", "--profile", "smoke", "--out", str(tmp_path / "st"), "--seeds", "3",
+                 "--figures", str(tmp_path / "fig")]) == 2
+    assert "pose" in capsys.readouterr().err
+    assert not (tmp_path / "st" / "calibrated").exists()

@@ -30,12 +30,17 @@ def register(subparsers) -> None:
 def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from regexplain import study_record
     from regexplain.io import check_writable, write_bytes
-    from regexplain.study import STUDY_REGIMES, run_study
+    from regexplain.study import ARCHS, STUDY_REGIMES, run_study
 
     for d in (args.out, args.figures):
         check_writable(d)
-    for regime in (STUDY_REGIMES if args.regime == "both" else (args.regime,)):
+    regimes = STUDY_REGIMES if args.regime == "both" else (args.regime,)
+    for regime in regimes:   # every regime's folder is checked before the first one runs
+        request = study_record.study_request(args.profile, regime, range(args.seeds), ARCHS)
+        study_record.check_study_folder(Path(args.out) / regime, request, record=False)
+    for regime in regimes:
         run_study(args.profile, args.out, seeds=range(args.seeds), regime=regime)
         figures = Path(args.figures)
         figures.mkdir(parents=True, exist_ok=True)
