@@ -14,13 +14,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import contourpy
 import numpy as np
 import plotly.graph_objects as go
 from matplotlib.colors import to_hex
 
 from regexplain.io import atomic_path
-from regexplain.viz.slices import ARROW_CMAP, MOVING_COLOR, SliceView, auto_arrow_scale
+from regexplain.viz.slices import ARROW_CMAP, MOVING_COLOR, SliceView, auto_arrow_scale, contour_xy
 
 N_ARROW_BINS = 4
 TRACES_PER_STATE = 1 + N_ARROW_BINS  # warped contour + arrow bins
@@ -43,21 +42,6 @@ gd.on('plotly_buttonclicked', function (e) {
   Plotly.update(gd, {visible: vis}, {sliders: [slider]});
 });
 """
-
-
-def contour_xy(label: np.ndarray) -> tuple[list[float | None], list[float | None]]:
-    """Boundary lines of every foreground label as x (col), y (row) lists separated by ``None``."""
-    xs: list[float | None] = []
-    ys: list[float | None] = []
-    z = np.asarray(label, dtype=float)
-    if z.max() <= 0:
-        return xs, ys
-    gen = contourpy.contour_generator(z=z)
-    for level in np.arange(int(z.max())) + 0.5:
-        for line in gen.lines(level):
-            xs += line[:, 0].tolist() + [None]
-            ys += line[:, 1].tolist() + [None]
-    return xs, ys
 
 
 def arrow_segments(sv: SliceView, step: int, vmax: float, scale: float
