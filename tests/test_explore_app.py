@@ -238,12 +238,18 @@ def _pictures_drawn(page) -> int:
     return int(text.split("picture ")[1].split()[0]) if "picture " in text else 1
 
 
-def _wait_for_pool(server, timeout: float = 120.0) -> None:
-    """Voilà's preheated kernel is ready (the launcher's first page then opens without waiting for it)."""
+def _wait_for_pool(server, timeout: float = 180.0) -> None:
+    """Voilà's preheated kernel has started and gone quiet (the default page is built and waits for its
+    request), as a few seconds after `regexplain explore` printed its address."""
+    import psutil
+
     deadline = time.monotonic() + timeout
     while "is filled with" not in server.log.read_text(errors="replace"):
         assert time.monotonic() < deadline, "Voilà's kernel pool never filled"
         time.sleep(0.2)
+    kernels = psutil.Process(server.process.pid).children(recursive=True)
+    while sum(k.cpu_percent(interval=0.5) for k in kernels) > 10:
+        assert time.monotonic() < deadline, "the preheated kernel never went quiet"
 
 
 def _first_paint(page, url: str) -> float:
@@ -277,6 +283,7 @@ def test_app_in_browser(decomposition_dir, tmp_path):
         first_paint = _first_paint(page, server.url)
         before = wait_for_image(page, PLOT, timeout_s=120, stable_s=0.3)
         screenshot(page, shots / "explorer_1_opened.png")
+        (shots / "picture_1_opened.png").write_bytes(before)  # the whole picture (the page scrolls inside)
         assert before == _expected_png(decomposition_dir, 0, 0.0)  # opens at λ = 0: the identity
         assert inputs.run_name in page.title() and "pca" in page.title()
         summary = page.locator(".component-summary")
@@ -304,22 +311,25 @@ def test_app_in_browser(decomposition_dir, tmp_path):
         drawn = _pictures_drawn(page)
         burst, pictures = timed(page, lambda: press_fast(page, "lam-slider", "ArrowRight", 8))
         final = wait_for_image(page, PLOT, stable_s=0.5)
+        assert page.locator(".lam-text input").first.input_value() == "\u22121.2"
         assert final == _expected_png(decomposition_dir, 0, -1.2)  # the last press's value
         assert _pictures_drawn(page) - drawn < 8, "8 key presses drew 8 pictures: not coalesced"
 
         component = timed(page, lambda: press_slider(page, "comp-slider", "ArrowRight"))[0]
         after_comp = wait_for_image(page, PLOT, differs_from=final)
         screenshot(page, shots / "explorer_3_component.png")
+        (shots / "picture_3_component.png").write_bytes(after_comp)
         assert after_comp == _expected_png(decomposition_dir, 1, -1.2)  # λ kept on the component change
         page.wait_for_function("() => document.querySelector('.component-summary')"
                                ".innerText.includes('Component 2')", timeout=30_000)
 
         # The sampling offsets are a labelled option: the arrows turn around, the contours stay.
-        page.locator(".arrows-dd select").select_option("sampling")
+        page.locator(".arrows-dd select").select_option(label="sampling offsets u(x)")
         sampling = wait_for_image(page, PLOT, differs_from=after_comp)
         assert sampling == _expected_png(decomposition_dir, 1, -1.2, arrows="sampling")
         screenshot(page, shots / "explorer_4_sampling_offsets.png")
-        page.locator(".arrows-dd select").select_option("motion")
+        (shots / "picture_4_sampling_offsets.png").write_bytes(sampling)
+        page.locator(".arrows-dd select").select_option(label="motion of the structure")
         wait_for_image(page, PLOT, differs_from=sampling)
 
         # Side by side: one scale, then each component its own (printed on each panel).
@@ -331,6 +341,7 @@ def test_app_in_browser(decomposition_dir, tmp_path):
         own = wait_for_image(page, PLOT, differs_from=shared)
         assert own == _expected_png(decomposition_dir, 0, -1.2, n_shown=3, own_scale=True)
         screenshot(page, shots / "explorer_5_side_by_side_own_scales.png")
+        (shots / "picture_5_side_by_side_own_scales.png").write_bytes(own)
         assert "Traceback" not in page.content()
         assert all("127.0.0.1" not in url for url in page.blocked_requests)
     median = float(np.median(moves))

@@ -332,39 +332,50 @@ def test_default_slice_goes_through_a_two_part_structure():
 
 
 def test_plotly_explorer_states_and_html(tiny, tmp_path):
-    from regexplain.viz.interactive import N_FIXED, TRACES_PER_STATE, component_views, explorer_figure, write_html
+    """Three views, a subject menu, a contour legend, orientation letters, arrows named; λ = 0 is the
+    identity; the page stays small because plotly.js is one shared file beside it."""
+    from regexplain.viz.interactive import N_ARROW_BINS, N_FIXED, component_views, explorer_figure, write_html
 
     model, dec, image, label = tiny
     lams = [-2.0, 0.0, 2.0]
-    views = component_views(model, dec, image, label, [0, 1], lams, "sagittal")
+    other = (np.roll(image, 1, axis=2), np.roll(label, 1, axis=2))
+    views = component_views(model, dec, {"a": (image, label), "b": other}, [0, 1], lams, axcodes=("R", "A", "S"))
     fig = explorer_figure(views, lams, title="t")
-    assert len(fig.data) == N_FIXED + 2 * len(lams) * TRACES_PER_STATE
-    steps = fig.layout.sliders[0].steps
-    assert len(steps) == len(lams) and len(fig.layout.updatemenus[0].buttons) == 2
-    # each slider step shows exactly one state's traces plus the image, the moving contour and the colour bar
-    for step in steps:
-        assert sum(step.args[0]["visible"]) == N_FIXED + TRACES_PER_STATE
-    state = lambda ci, li: fig.data[N_FIXED + (ci * len(lams) + li) * TRACES_PER_STATE:][:TRACES_PER_STATE]  # noqa: E731
-    # the gold contour differs between λ = -2σ and +2σ
-    assert state(0, 0)[0].x != state(0, 2)[0].x
-    # λ = 0 is the identity for every component (this network's D(0) is not): no arrow, gold on red
-    for ci in (0, 1):
-        contour, *arrows = state(ci, 1)
-        assert all(len(a.x) == 0 for a in arrows)
-        assert contour.x == fig.data[1].x and contour.y == fig.data[1].y
-    # the literal D(λu) shows D(0)'s arrows at λ = 0
-    literal = explorer_figure(component_views(model, dec, image, label, [0], lams, "sagittal", literal=True), lams)
-    assert sum(len(a.x) for a in literal.data[N_FIXED + TRACES_PER_STATE + 1:][:TRACES_PER_STATE - 1]) > 0
-    # arrows have heads: three strokes (shaft + two head strokes) per arrow
-    shaft_and_head = [a for a in state(0, 2)[1:] if len(a.x)]
-    assert shaft_and_head and all(len(a.x) % 9 == 0 for a in shaft_and_head)
-    assert fig.data[2].marker.showscale and fig.data[2].marker.cmax > 0  # the colour legend
-    assert [b.method for b in fig.layout.updatemenus[0].buttons] == ["skip", "skip"]  # λ kept by the page's JS
+    m = fig.layout.meta
+    assert m["per_subject"] == 6 and m["per_arrows"] == 3 * N_ARROW_BINS and m["per_warped"] == 3
+    assert len(fig.data) == N_FIXED + 2 * 6 + 2 * 3 * 3 * N_ARROW_BINS + 2 * 2 * 3 * 3
+    assert [b.label for b in fig.layout.updatemenus[1].buttons] == ["a", "b"]          # subject menu
+    assert [b.label for b in fig.layout.updatemenus[0].buttons] == ["component 1", "component 2"]
+    legend = [t.name for t in fig.data if t.showlegend]
+    assert legend == ["moving contour (subject)", "warped contour", "arrows: motion of the structure"]
+    texts = [a.text for a in fig.layout.annotations]
+    assert {"<b>sagittal</b> · slice 8", "<b>P</b>", "<b>S</b>", "<b>I</b>"} <= set(texts)
+    assert any("motion of the structure" in t for t in texts)
+
+    def arrows(ci, li):
+        b = m["arrows_at"] + (ci * len(lams) + li) * m["per_arrows"]
+        return fig.data[b:b + m["per_arrows"]]
+
+    def warped(si, ci, li):
+        b = m["warped_at"] + ((si * 2 + ci) * len(lams) + li) * 3
+        return fig.data[b:b + 3]
+
+    assert warped(0, 0, 0)[0].x != warped(0, 0, 2)[0].x  # the gold contour moves with λ
+    assert warped(0, 0, 2)[0].x != warped(1, 0, 2)[0].x  # and is each subject's
+    for ci in (0, 1):  # λ = 0: the identity (this network's D(0) is not): no arrow, gold on red
+        assert all(len(a.x) == 0 for a in arrows(ci, 1))
+        assert warped(0, ci, 1)[0].x == fig.data[N_FIXED + 1].x
+    shaft_and_head = [a for a in arrows(0, 2) if len(a.x)]
+    assert shaft_and_head and all(len(a.x) % 9 == 0 for a in shaft_and_head)  # shaft + two head strokes
+    assert fig.data[0].marker.showscale and fig.data[0].marker.cmax > 0  # the colour legend
+    literal = explorer_figure(component_views(model, dec, {"a": (image, label)}, [0], lams, literal=True), lams)
+    lm = literal.layout.meta
+    assert sum(len(a.x) for a in literal.data[lm["arrows_at"] + lm["per_arrows"]:][:lm["per_arrows"]]) > 0
     out = write_html(fig, tmp_path / "e.html")
     text = out.read_text()
-    assert "Plotly.newPlot" in text and len(text) > 1_000_000  # plotly.js inlined
-    assert "plotly_buttonclicked" in text
-    assert not re.search(r"<script[^>]+src=", text)  # nothing loaded from a CDN
+    assert "Plotly.newPlot" in text and "plotly_buttonclicked" in text and len(text) < 3_000_000
+    assert '<script src="plotly.min.js">' in text and (tmp_path / "plotly.min.js").stat().st_size > 1_000_000
+    assert not re.search(r"<script[^>]+src=.http", text)  # nothing loaded from a CDN
 
 
 def _sweep(rng):

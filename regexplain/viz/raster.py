@@ -65,6 +65,11 @@ def arrow_step(zoom: int) -> int:
     return max(1, int(round(ARROW_SPACING_PX / zoom)))
 
 
+def times(scale: float) -> str:
+    """An arrow scale as people read it: 0.21, 2.5, 660."""
+    return f"{scale:.0f}" if scale >= 10 else f"{scale:.2g}"
+
+
 def _rgb(values: np.ndarray) -> np.ndarray:
     return (np.asarray(ARROW_CMAP(np.clip(values, 0.0, 1.0)))[..., :3] * 255).astype(np.uint8)
 
@@ -136,7 +141,7 @@ def _colourbar(draw: ImageDraw.ImageDraw, x: int, y: int, width: int, vmax: floa
         draw.line([(x + k, y), (x + k, y + 10)], fill=tuple(int(c) for c in ramp[k]))
     f = font(LABEL_PX - 1)
     draw.text((x - 4, y + 5), "0", font=f, fill=TEXT, anchor="rm")
-    draw.text((x + width + 4, y + 5), f"{vmax:.2g} vox · arrows ×{scale:.2g}", font=f, fill=TEXT, anchor="lm")
+    draw.text((x + width + 4, y + 5), f"{vmax:.2g} vox · arrows ×{times(scale)}", font=f, fill=TEXT, anchor="lm")
 
 
 def render_rows_png(rows: Sequence[PanelRow], *, col_labels: Sequence[str], title_lines: Sequence[str],
@@ -186,7 +191,7 @@ def render_rows_png(rows: Sequence[PanelRow], *, col_labels: Sequence[str], titl
             box = (x, top, x + w, top + sv.image.shape[0] * zoom)
             if sv.edges:
                 _letters(draw, sv.edges, box)
-            draw.text((box[2] - 4, box[3] - 3), f"≤{row.vmax:.2g} vox ×{row.scale:.2g}", font=font(LABEL_PX - 2),
+            draw.text((box[2] - 4, box[3] - 3), f"≤{row.vmax:.2g} vox ×{times(row.scale)}", font=font(LABEL_PX - 2),
                       fill=TEXT, anchor="rd", stroke_width=2, stroke_fill=(0, 0, 0))
             x += w + GAP
     buf = io.BytesIO()

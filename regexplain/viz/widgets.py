@@ -437,15 +437,20 @@ def build_explorer(model, decomposition, image, label, *, subjects: dict | None 
         wanted.set()
 
     def on_text(_change=None) -> None:
+        """A typed λ (never the read-out the kernel itself writes: that would send the slider back an older
+        value while a user's key presses are still on their way)."""
+        if busy["on"]:
+            return
         try:
             value = parse_lam(lam_text.value)
         except ValueError:
             lam_text.value = format_lam(lam.value)
             return
         snapped = _snap(value, lam.max, lam.step)
-        if snapped == lam.value:
+        if abs(snapped - lam.value) < lam.step / 2:
             lam_text.value = format_lam(lam.value)
-        lam.value = snapped
+        else:
+            lam.value = snapped
 
     def settle(timeout: float = 60.0) -> bool:
         """Wait until the worker has drawn the last request (tests, scripts); True when it has."""
