@@ -23,14 +23,25 @@ import plotly.graph_objects as go
 from matplotlib.colors import to_hex
 
 from regexplain.io import atomic_path
-from regexplain.viz.slices import (ARROW_CMAP, MOVING_COLOR, WARPED_COLOR, SliceView, arrow_grid, auto_arrow_scale,
-                                   contour_xy)
+from regexplain.viz.slices import (
+    ARROW_CMAP,
+    MOVING_COLOR,
+    WARPED_COLOR,
+    SliceView,
+    arrow_grid,
+    auto_arrow_scale,
+    contour_xy,
+)
 
 N_ARROW_BINS = 4
 N_FIXED = 4  # colour bar, legend entries: moving contour, warped contour, arrows
 HEAD_ANGLE = np.deg2rad(28.0)
 HEAD_FRACTION = 0.35  # of the arrow's length
 DIGITS = 2  # coordinates are stored rounded to 1/100 voxel: the page's size, not its picture
+
+#: Where each orientation letter sits in its view (axis-domain coordinates, anchors).
+EDGE_SPOTS = {"top": (0.5, 0.99, "center", "top"), "bottom": (0.5, 0.01, "center", "bottom"),
+              "left": (0.01, 0.5, "left", "middle"), "right": (0.99, 0.5, "right", "middle")}
 
 #: The page's controls: every slider and menu uses plotly's "skip" method and this script shows the
 #: traces of the chosen (subject, component, λ), so each control keeps the others' values.
@@ -174,9 +185,7 @@ def explorer_figure(views: PageViews, lams: Sequence[float], *, title: str = "",
         xa, ya = _axes(k)
         annotations.append({"text": f"<b>{sv.view}</b> · slice {sv.index}", "xref": f"{xa} domain",
                             "yref": f"{ya} domain", "x": 0.5, "y": 1.0, "yanchor": "bottom", "showarrow": False})
-        for where, (ax_, ay_, xan, yan) in {"top": (0.5, 0.99, "center", "top"), "bottom": (0.5, 0.01, "center", "bottom"),
-                                            "left": (0.01, 0.5, "left", "middle"),
-                                            "right": (0.99, 0.5, "right", "middle")}.items():
+        for where, (ax_, ay_, xan, yan) in EDGE_SPOTS.items():
             if sv.edges:
                 annotations.append({"text": f"<b>{sv.edges[where]}</b>", "xref": f"{xa} domain",
                                     "yref": f"{ya} domain", "x": ax_, "y": ay_, "xanchor": xan, "yanchor": yan,

@@ -28,7 +28,7 @@ TARGET_WIDTH = 1200
 #: Text sizes in pixels (a browser shows the picture at >= 0.9 of its width: >= 11 px on screen).
 TITLE_PX, LABEL_PX, LETTER_PX = 16, 14, 15
 #: On-screen spacing between arrows, in pixels, and the smallest drawn arrow head.
-ARROW_SPACING_PX = 30
+ARROW_SPACING_PX = 34
 HEAD_PX = 7.0
 BG = (17, 17, 17)
 TEXT = (235, 235, 235)
