@@ -80,7 +80,20 @@ def main() -> int:
     ap.add_argument("--decomposition", type=Path, help="a `regexplain decompose` folder (default: a smoke run)")
     ap.add_argument("--moves", type=int, default=10, help="single λ key presses timed")
     args = ap.parse_args()
-    from browser import chromium_page, fill_text, image_bytes, install_paint_probe, press_fast, press_slider, timed
+    from browser import (
+        CHROMIUM,
+        chromium_page,
+        fill_text,
+        image_bytes,
+        install_paint_probe,
+        press_fast,
+        press_slider,
+        timed,
+    )
+
+    if not CHROMIUM.is_file():
+        print(f"explorer benchmark skipped: {CHROMIUM} not found (`make browser` installs Debian's chromium)")
+        return 0
 
     from regexplain.app.memory import tree_memory
     from regexplain.app.server import start_app

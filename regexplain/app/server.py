@@ -43,10 +43,14 @@ CULL_INTERVAL_S = 3
 #: for Python, torch, the model and the data.
 POOL_SIZE = 1
 POOL_REFILL_DELAY_S = 8
+#: The most kernels at once (open pages + the pool): a ceiling on memory (~0.3 GB RSS each; measured with 6:
+#: 2.2 GB RSS summed, with 5: 1.9 GB) under bursts of page loads, where idle culling alone lags
+#: (regexplain.app.kernels). A page beyond it waits for one to go, then is refused with a sentence.
+MAX_KERNELS = 5
 
 
-def voila_command(notebook: Path, port: int, *, cull_idle: int = CULL_IDLE_S, pool_size: int = POOL_SIZE
-                  ) -> list[str]:
+def voila_command(notebook: Path, port: int, *, cull_idle: int = CULL_IDLE_S, pool_size: int = POOL_SIZE,
+                  max_kernels: int = MAX_KERNELS) -> list[str]:
     # port_retries=0: fail loudly rather than silently serve on another port than the one printed.
     allow = [f"--VoilaConfiguration.extension_allowlist={name}" for name in FRONTEND_EXTENSIONS]
     preheat = [f"--VoilaConfiguration.preheat_kernel={pool_size > 0}",
@@ -55,7 +59,9 @@ def voila_command(notebook: Path, port: int, *, cull_idle: int = CULL_IDLE_S, po
                f"--VoilaKernelManager.fill_delay={POOL_REFILL_DELAY_S}"]
     cull = [f"--MappingKernelManager.cull_idle_timeout={cull_idle}",
             f"--MappingKernelManager.cull_interval={min(CULL_INTERVAL_S, max(cull_idle, 1))}",
-            "--MappingKernelManager.cull_connected=False", "--MappingKernelManager.cull_busy=False"]
+            "--MappingKernelManager.cull_connected=False", "--MappingKernelManager.cull_busy=False",
+            "--VoilaConfiguration.multi_kernel_manager_class=regexplain.app.kernels.BoundedKernelManager",
+            f"--BoundedKernelManager.max_kernels={max(max_kernels, pool_size + 1)}"]
     return [sys.executable, "-m", "voila", str(notebook), "--no-browser", f"--port={port}",
             f"--Voila.ip={HOST}", "--Voila.port_retries=0", *allow, *preheat, *cull]
 
@@ -146,13 +152,14 @@ def app_environment(decomposition: Path, checkpoint: Path | None, data: Path | N
 def start_app(decomposition: str | Path, *, port: int | None = None, checkpoint: str | Path | None = None,
               data: str | Path | None = None, subject: str | None = None, basis: str | None = None,
               timeout: float = 60.0, quiet: bool = True, cull_idle: int = CULL_IDLE_S,
-              pool_size: int = POOL_SIZE) -> AppServer:
+              pool_size: int = POOL_SIZE, max_kernels: int = MAX_KERNELS) -> AppServer:
     """Serve the explorer for ``decomposition``; returns once the port accepts connections.
 
     The decomposition is *not* validated here: the page itself shows a readable message when it cannot be
     opened (the CLI validates first). Paths are made absolute because the kernel runs in a temp directory.
-    Memory stays bounded: a page's kernel is culled ``cull_idle`` seconds after its page went away, and
-    ``pool_size`` kernels wait preheated for the next page.
+    Memory stays bounded: a page's kernel is culled ``cull_idle`` seconds after its page went away,
+    ``pool_size`` kernels wait preheated for the next page, and at most ``max_kernels`` kernels live at once
+    (an unused one is shut down early to make room; :mod:`regexplain.app.kernels`).
     """
     if port:
         check_port(port)
@@ -169,7 +176,8 @@ def start_app(decomposition: str | Path, *, port: int | None = None, checkpoint:
         # Linux sends it when the *thread* that started Voilà ends: call start_app from a thread that lives
         # as long as the server should (the CLI's main thread does).
         parent = os.getpid()
-        process = subprocess.Popen(voila_command(notebook, port, cull_idle=cull_idle, pool_size=pool_size),
+        process = subprocess.Popen(voila_command(notebook, port, cull_idle=cull_idle, pool_size=pool_size,
+                                                 max_kernels=max_kernels),
                                    env=env, stdout=out,
                                    stderr=subprocess.STDOUT if quiet else None, start_new_session=True,
                                    preexec_fn=lambda: _die_with_parent(parent))
