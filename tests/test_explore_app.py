@@ -344,6 +344,10 @@ def test_app_in_browser(decomposition_dir, tmp_path):
         (shots / "picture_5_side_by_side_own_scales.png").write_bytes(own)
         assert "Traceback" not in page.content()
         assert all("127.0.0.1" not in url for url in page.blocked_requests)
+        # Another basis from the link: the tab names it (the page sets the title once it knows its basis).
+        page.goto(server.url + "?basis=random_orthonormal")
+        page.wait_for_function("() => document.title.includes('random_orthonormal')", timeout=300_000)
+        assert inputs.run_name in page.title()
     median = float(np.median(moves))
     print(f"explorer in Chromium: first paint {first_paint:.2f} s (preheated kernel), λ move median "
           f"{median:.3f} s ({', '.join(f'{m:.3f}' for m in moves)}), typed λ {typed:.3f} s, 8 quick presses "
