@@ -23,6 +23,10 @@ Conventions (everything else in the package goes through this module):
   scaling about the centre) are *forward* maps of the content, ``y = M (x - c) + c + t``;
   :func:`affine_sampling_map` turns them into the sampling map ``phi(y) = M^{-1} (y - c - t) + c`` that
   moves the content that way. Augmentation and the case study share them.
+* *Motion* of the structure: the sampling offset ``u`` says where the warped image *reads*; the anatomy
+  at moving point ``p`` *lands* at the ``x`` solving ``x + u(x) = p``. :func:`motion_field` returns
+  ``m(p) = x - p`` (the inverse map's displacement, ``m = -u(p + m)``), which pictures draw by default:
+  their arrows start on the moving anatomy and point where it goes (:data:`ARROW_MODES`).
 * Physical space: a NIfTI affine ``A`` maps voxel ``(i, j, k)`` to millimetres in RAS (x grows towards
   the patient's Right, y Anterior, z Superior). ITK, ANTs and Slicer's transforms work in LPS: the same
   points with x and y negated (:data:`RAS_TO_LPS`). An ITK displacement
@@ -48,6 +52,15 @@ VIEW_AXIS: dict[str, int] = {"sagittal": 0, "coronal": 1, "axial": 2}
 AXIS_INDEX: dict[str, int] = {"x": 0, "y": 1, "z": 2}
 
 ALIGN_CORNERS = True
+
+#: What a picture's arrows draw: "motion" (default) the motion of the structure, :func:`motion_field`;
+#: "sampling" the sampling offset u(x), ``warped(x) = moving(x + u(x))``. Each with its one-line definition.
+ARROW_MODES: dict[str, str] = {
+    "motion": "arrows: motion of the structure, m(p) = x - p where x + u(x) = p (where each moving point lands)",
+    "sampling": "arrows: sampling offsets u(x), warped(x) = moving(x + u(x)) (where the warped image reads)",
+}
+#: The letter at the other end of each anatomical axis (RAS letters, as nibabel's aff2axcodes gives them).
+OPPOSITE: dict[str, str] = {"R": "L", "L": "R", "A": "P", "P": "A", "S": "I", "I": "S"}
 
 #: RAS (NIfTI, nibabel) -> LPS (ITK, ANTs, Slicer transforms) physical coordinates; its own inverse.
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
@@ -281,3 +294,54 @@ def itk_displacement(disp: np.ndarray | torch.Tensor, fixed_affine: np.ndarray,
         x = np.moveaxis(np.indices(u.shape[1:], dtype=np.float64), 0, -1)   # (D, H, W, 3)
         d += x @ (RAS_TO_LPS @ (am[:3, :3] - af[:3, :3])).T + RAS_TO_LPS @ (am[:3, 3] - af[:3, 3])
     return d
+
+
+# ------------------------------------------------------------------------------ motion and orientation
+
+def motion_field(disp: torch.Tensor | np.ndarray, iterations: int = 12, *,
+                 points: torch.Tensor | np.ndarray | None = None) -> torch.Tensor | np.ndarray:
+    """The motion of the structure that a sampling displacement ``u`` causes, in voxels.
+
+    ``warped(x) = moving(x + u(x))`` carries the moving point ``p`` to the ``x`` with ``x + u(x) = p``;
+    returns ``m(p) = x - p``, found by the fixed point ``m = -u(p + m)`` (trilinear, border values outside).
+    A translation by ``t`` gives exactly ``-t``; for smooth fields it is the inverse map's displacement,
+    to the iteration's tolerance.
+
+    Args:
+        disp: ``(3, D, H, W)`` voxels, channels (D, H, W); numpy or torch.
+        points: ``(3, ...)`` voxel coordinates where the motion is wanted (e.g. one slice's); default every
+            voxel of the grid.
+    Returns:
+        ``(3, D, H, W)`` (or ``(3, ...)`` like ``points``), numpy or torch like ``disp``.
+    """
+    was_numpy = not isinstance(disp, torch.Tensor)
+    u = torch.as_tensor(np.asarray(disp) if was_numpy else disp, dtype=torch.float32)
+    if u.ndim != 4 or u.shape[0] != 3:
+        raise ValueError(f"motion_field expects a (3, D, H, W) displacement, got {tuple(u.shape)}")
+    if points is None:
+        p = identity_map(u.shape[1:], device=u.device, dtype=u.dtype)
+    else:
+        p = torch.as_tensor(np.asarray(points), dtype=u.dtype)
+        out_shape = p.shape[1:]
+        p = p.reshape(1, 3, -1, 1, 1)
+    m = -warp(u[None], p)
+    for _ in range(iterations - 1):
+        m = -warp(u[None], p + m)
+    m = m[0] if points is None else m[0].reshape(3, *out_shape)
+    return m.numpy() if was_numpy else m
+
+
+def axis_codes(affine: np.ndarray) -> tuple[str, str, str]:
+    """The anatomical direction (RAS letters) each array axis grows towards, from a NIfTI affine, e.g.
+    ``("R", "A", "S")`` for nibabel's canonical orientation."""
+    from nibabel.orientations import aff2axcodes
+
+    return tuple(str(c) for c in aff2axcodes(np.asarray(affine, dtype=float)))  # type: ignore[return-value]
+
+
+def view_edge_letters(codes: Sequence[str], view: str) -> dict[str, str]:
+    """Orientation letters at the edges of a :data:`VIEW_AXIS` slice drawn with row 0 at the top:
+    ``{"top", "bottom", "left", "right"}``. Rows follow the first remaining array axis, columns the second."""
+    rows, cols = (a for a in range(3) if a != VIEW_AXIS[view])
+    return {"top": OPPOSITE[codes[rows]], "bottom": codes[rows], "left": OPPOSITE[codes[cols]],
+            "right": codes[cols]}

@@ -126,11 +126,60 @@ def press_slider(page, css_class: str, key: str = "ArrowRight", times: int = 1) 
         handle.press(key)
 
 
-def set_slider_readout(page, css_class: str, value: float) -> None:
-    """Type a value into a slider's editable readout (one redraw instead of one per key press)."""
-    readout = page.locator(f".{css_class} .widget-readout").first
-    readout.click()
-    readout.press("Control+a")
-    # Type an ASCII minus: the readout *shows* U+2212 but only parses "-".
-    readout.type(f"{value:g}")
-    readout.press("Enter")
+# ------------------------------------------------------------------------------- timing in the page
+
+_PAINT_PROBE_JS = """(sel) => {
+  window.__paints = [];
+  const root = document.querySelector(sel);
+  const obs = new MutationObserver(ms => { for (const m of ms) if (m.attributeName === 'src')
+      window.__paints.push(performance.now()); });
+  obs.observe(root, {attributes: true, subtree: true, attributeFilter: ['src']});
+  return true;
+}"""
+
+
+def install_paint_probe(page, selector: str) -> None:
+    """Record the page clock (ms) at every change of the plot image's ``src`` in ``window.__paints``."""
+    page.evaluate(_PAINT_PROBE_JS, selector)
+
+
+def paints(page) -> list[float]:
+    return page.evaluate("() => window.__paints.slice()")
+
+
+def timed(page, action, *, timeout_s: float = 60.0, settle_s: float = 0.4) -> tuple[float, int]:
+    """Run ``action()`` (key presses, a typed value) and return (seconds from just before it to the first
+    new picture, pictures drawn until none came for ``settle_s``)."""
+    n = len(paints(page))
+    t0 = page.evaluate("() => performance.now()")
+    action()
+    deadline = time.monotonic() + timeout_s
+    while len(paints(page)) <= n:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no new picture within {timeout_s:.0f} s")
+        time.sleep(0.01)
+    count = len(paints(page))
+    while True:
+        time.sleep(settle_s)
+        now = len(paints(page))
+        if now == count:
+            break
+        count = now
+    got = paints(page)
+    return (got[n] - t0) / 1000.0, len(got) - n
+
+
+def press_fast(page, css_class: str, key: str, times: int) -> None:
+    """``times`` key presses on a slider's handle, as fast as the browser takes them."""
+    handle = page.locator(f".{css_class} .noUi-handle").first
+    handle.focus()
+    for _ in range(times):
+        page.keyboard.press(key)
+
+
+def fill_text(page, css_class: str, text: str) -> None:
+    """Type ``text`` into a Text widget and press Enter (its value is sent on Enter)."""
+    box = page.locator(f".{css_class} input").first
+    box.click()
+    box.fill(text)
+    box.press("Enter")

@@ -19,3 +19,20 @@ def lung_root(tmp_path_factory):
     """4 lung phantom patients at 64 x 32 x 64 in the lung layout (read-only: copy before modifying)."""
     return synthetic.synthesize_lung(tmp_path_factory.mktemp("lung") / "ds", 4, (64, 32, 64), seed=0,
                                      progress=False)
+
+
+@pytest.fixture(scope="session")
+def decomposition_dir(tmp_path_factory):
+    """A real decomposition of a smoke-trained model: phantoms, a few training steps, K = 3."""
+    from regexplain.cli import main
+    from regexplain.data.synthetic import synthesize_hippocampus
+
+    root = tmp_path_factory.mktemp("explore")
+    # 64^3 phantoms: the hippocampus pipeline pads to 64^3 before resizing to the smoke shape (16^3), so
+    # smaller phantoms would leave almost no label voxels to draw contours from.
+    data = synthesize_hippocampus(root / "data", 12, (64, 64, 64), seed=0, progress=False)
+    assert main(["train", "--profile", "smoke", "--data", str(data), "--out", str(root / "run"),
+                 "--no-progress", "--device", "cpu"]) == 0
+    assert main(["decompose", "--model", str(root / "run"), "--out", str(root / "dec"), "-k", "3",
+                 "--device", "cpu"]) == 0
+    return root / "dec"

@@ -156,3 +156,28 @@ def test_cross_seed_matching_from_a_seed_study(smoke_dirs, tmp_path):
     assert rows["cross_seed"][0]["similarity"] == pytest.approx(got["components"][0]["similarity"], abs=1e-6)
     assert (figs / "cross_seed_component1.png").stat().st_size > 1000
     assert {r["basis"] for r in rows["basis_comparison"]} >= {"pca", "ica", "random_orthonormal"}
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_notebook_04_without_a_lung_model_draws_the_hippocampus_and_says_what_to_run(smoke_dirs, tmp_path):
+    """Issue 23: the hippocampus model is opened first; a missing lung model is a printed instruction, not
+    a stop before any hippocampus picture."""
+    import shutil
+
+    import papermill
+
+    runs = tmp_path / "runs"
+    shutil.copytree(smoke_dirs["runs"], runs)
+    shutil.rmtree(runs / "smoke" / "lung_noskip")
+    params = {**pipeline.notebook_parameters("smoke", smoke_dirs["data"], runs, tmp_path / "figures"),
+              "INTERACTIVE": False}
+    src = pipeline.to_ipynb(pipeline.NOTEBOOK_DIR / "04_lambda_sweeps.py", tmp_path / "04.ipynb")
+    out = papermill.execute_notebook(str(src), str(tmp_path / "04_out.ipynb"), parameters=params,
+                                     kernel_name="python3", progress_bar=False, cwd=str(tmp_path))
+    text = "".join(o.get("text", "") for c in out.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "No lung model" in text and "regexplain train --profile smoke --dataset lung" in text
+    assert "hippocampus_noskip: the trained decoder's D(0) moves the structure by" in text
+    figures = tmp_path / "figures"
+    assert (figures / "fig4_hippocampus_components.png").is_file() and (figures / "explorer_hippocampus.html").is_file()
+    assert not (figures / "fig2_lung_components.png").exists()

@@ -1,5 +1,5 @@
-"""The kernel-free plotly explorer in headless Chromium: moving the λ slider, then choosing another component,
-keeps λ (plotly's own dropdown would reset it; the page's script keeps it)."""
+"""The kernel-free plotly explorer in headless Chromium: moving the λ slider, then choosing another component
+and another subject, keeps λ and shows that (subject, component, λ)'s traces in all three views."""
 
 from __future__ import annotations
 
@@ -10,28 +10,32 @@ import time
 
 import numpy as np
 import pytest
-from browser import chromium_page
+from browser import chromium_page, screenshot
 
-STATE_JS = """() => { const gd = document.querySelector('.js-plotly-plot');
+STATE_JS = """() => { const gd = document.querySelector('.js-plotly-plot'), m = gd.layout.meta;
   const vis = gd.data.map(t => t.visible === true);
-  return {active: gd.layout.sliders[0].active, first: vis.indexOf(true, gd.layout.meta.n_fixed),
-          prefix: gd.layout.sliders[0].currentvalue.prefix}; }"""
+  return {active: gd.layout.sliders[0].active, prefix: gd.layout.sliders[0].currentvalue.prefix,
+          subject: vis.indexOf(true, m.n_fixed), arrows: vis.indexOf(true, m.arrows_at),
+          warped: vis.indexOf(true, m.warped_at), shown: vis.filter(v => v).length, meta: m}; }"""
 
 
 def _views(lams):
-    """Two components whose pictures differ by λ: a blob shifted by λ voxels along the columns."""
+    """Two subjects, two components whose pictures differ by λ: a blob shifted by c·λ voxels along W."""
     from regexplain.viz.slices import slice_view
 
-    label = np.zeros((12, 12, 12), int)
-    label[4:8, 4:8, 4:8] = 1
-    image = label.astype(float)
     out = {}
-    for c in (1, 2):
-        out[c] = []
-        for lam in lams:
-            disp = np.zeros((3, 12, 12, 12), np.float32)
-            disp[2] = c * lam
-            out[c].append(slice_view(image, label, disp, "sagittal"))
+    for s, at in (("one", 4), ("two", 5)):
+        label = np.zeros((12, 12, 12), int)
+        label[at:at + 4, 4:8, 4:8] = 1
+        image = label.astype(float)
+        out[s] = {}
+        for c in (1, 2):
+            out[s][c] = []
+            for lam in lams:
+                disp = np.zeros((3, 12, 12, 12), np.float32)
+                disp[2] = c * lam
+                out[s][c].append([slice_view(image, label, disp, v, 6, axcodes=("R", "A", "S"))
+                                  for v in ("sagittal", "coronal", "axial")])
     return out
 
 
@@ -45,9 +49,14 @@ def _wait_for(page, done, timeout: float = 10.0) -> dict:
     return state
 
 
+def _pick(page, menu: int, item: int) -> None:
+    page.locator(".updatemenu-header-group").nth(menu).click()
+    page.locator(".updatemenu-dropdown-button").nth(item).click()
+
+
 @pytest.mark.browser
-def test_plotly_page_keeps_lambda_when_the_component_changes(tmp_path):
-    from regexplain.viz.interactive import N_FIXED, TRACES_PER_STATE, explorer_figure, write_html
+def test_plotly_page_keeps_lambda_when_the_component_or_subject_changes(tmp_path):
+    from regexplain.viz.interactive import explorer_figure, write_html
 
     lams = [-2.0, -1.0, 0.0, 1.0, 2.0]
     write_html(explorer_figure(_views(lams), lams, title="t"), tmp_path / "e.html")
@@ -56,20 +65,28 @@ def test_plotly_page_keeps_lambda_when_the_component_changes(tmp_path):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        with chromium_page(tmp_path / "chrome-profile", width=900, height=800) as page:
+        with chromium_page(tmp_path / "chrome-profile", width=1400, height=900) as page:
             page.goto(f"http://127.0.0.1:{server.server_address[1]}/e.html")
             page.wait_for_selector(".slider-rail-rect", timeout=60_000)
-            assert page.evaluate(STATE_JS)["active"] == 2  # opens at λ = 0
+            state = page.evaluate(STATE_JS)
+            m = state["meta"]
+            per_a, per_w, n = m["per_arrows"], m["per_warped"], len(lams)
+            assert state["active"] == 2 and state["warped"] == m["warped_at"] + 2 * per_w  # opens at λ = 0
             rail = page.locator(".slider-rail-rect").first.bounding_box()
             page.mouse.click(rail["x"] + rail["width"] * 0.99, rail["y"] + rail["height"] / 2)  # λ = +2
-            # the slider's `active` moves before plotly's restyle shows the step's traces: wait for both
-            state = _wait_for(page, lambda s: s["active"] == 4 and s["first"] == N_FIXED + 4 * TRACES_PER_STATE)
-            assert state["active"] == 4 and state["first"] == N_FIXED + 4 * TRACES_PER_STATE
-            page.locator(".updatemenu-header-group").first.click()
-            page.locator(".updatemenu-dropdown-button").nth(1).click()
-            state = _wait_for(page, lambda s: s["prefix"].startswith("component 2")
-                              and s["first"] == N_FIXED + (len(lams) + 4) * TRACES_PER_STATE)
-            assert state["prefix"].startswith("component 2") and state["active"] == 4
-            assert state["first"] == N_FIXED + (len(lams) + 4) * TRACES_PER_STATE  # component 2's λ = +2 picture
+            state = _wait_for(page, lambda s: s["active"] == 4 and s["warped"] == m["warped_at"] + 4 * per_w)
+            assert state["active"] == 4 and state["warped"] == m["warped_at"] + 4 * per_w
+            assert state["arrows"] == m["arrows_at"] + 4 * per_a
+            _pick(page, 0, 1)  # component 2
+            state = _wait_for(page, lambda s: s["prefix"].startswith("component 2"))
+            assert state["active"] == 4 and state["arrows"] == m["arrows_at"] + (n + 4) * per_a
+            assert state["warped"] == m["warped_at"] + (n + 4) * per_w  # component 2's λ = +2, subject one
+            _pick(page, 1, 1)  # subject two: its image, contours; the same arrows
+            state = _wait_for(page, lambda s: "two" in s["prefix"])
+            assert state["active"] == 4 and state["subject"] == m["n_fixed"] + m["per_subject"]
+            assert state["arrows"] == m["arrows_at"] + (n + 4) * per_a
+            assert state["warped"] == m["warped_at"] + ((2 + 1) * n + 4) * per_w
+            assert state["shown"] == m["n_fixed"] + m["per_subject"] + per_a + per_w
+            screenshot(page, tmp_path / "plotly_page.png")
     finally:
         server.shutdown()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 
 import matplotlib
@@ -36,6 +37,45 @@ def test_warped_label_moves_against_displacement():
     np.testing.assert_allclose(com(warped) - com(label), [0, 0, -2], atol=1e-6)
 
 
+def test_motion_arrows_point_where_the_contour_goes():
+    """A smooth non-uniform field: the default arrows (the motion of the structure) point the way the warped
+    contour moved, and are the inverse map's displacement; the sampling offsets point the other way."""
+    import torch
+
+    from regexplain.spatial import identity_map, motion_field, warp
+
+    shape = (16, 16, 16)
+    image, label = _blob(shape, (8, 8, 8), 4)
+    grid = np.indices(shape).astype(np.float32)
+    disp = np.zeros((3, *shape), np.float32)
+    disp[2] = 2.0 * np.exp(-((grid - 8) ** 2).sum(0) / 40.0)  # a bump: reads from +W near the centre
+    m = motion_field(disp)
+    com = lambda x: np.array(np.nonzero(x)).mean(axis=1)  # noqa: E731
+    shift = com(warp_label(label, disp)) - com(label)
+    assert shift[2] < -0.5 and m[2][label > 0].mean() < -0.5 and disp[2][label > 0].mean() > 0.5
+    # m(p) + u(p + m(p)) = 0: where the moving point p lands, to the fixed point's tolerance
+    p = identity_map(shape)
+    residual = torch.as_tensor(m)[None] + warp(torch.as_tensor(disp)[None], p + torch.as_tensor(m)[None])
+    assert float(residual.abs().max()) < 1e-3
+    sv = slice_view(image, label, disp, "sagittal", 8)
+    np.testing.assert_allclose(sv.arrows[1], m[2][8], atol=1e-5)  # the slice's motion = the volume's
+
+
+def test_orientation_letters_follow_the_affine():
+    from regexplain.spatial import axis_codes, view_edge_letters
+
+    assert axis_codes(np.diag([2.0, 2.0, 2.0, 1.0])) == ("R", "A", "S")
+    assert axis_codes(np.diag([-1.0, -1.0, 1.0, 1.0])) == ("L", "P", "S")
+    # sagittal fixes axis 0: rows follow axis 1 (A), columns axis 2 (S); row 0 is drawn at the top
+    assert view_edge_letters(("R", "A", "S"), "sagittal") == {"top": "P", "bottom": "A", "left": "I", "right": "S"}
+    assert view_edge_letters(("L", "P", "S"), "axial") == {"top": "R", "bottom": "L", "left": "A", "right": "P"}
+    permuted = np.array([[0, 0, 1.0, 0], [1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 0, 1]])  # axes: A, S, R
+    assert axis_codes(permuted) == ("A", "S", "R")
+    image, label = _blob()
+    sv = slice_view(image, label, np.zeros((3, *label.shape), np.float32), "coronal", axcodes=("A", "S", "R"))
+    assert sv.edges == {"top": "P", "bottom": "A", "left": "L", "right": "R"}
+
+
 @pytest.mark.parametrize("view,axis,plane", [("sagittal", 0, (1, 2)), ("coronal", 1, (0, 2)),
                                              ("axial", 2, (0, 1))])
 def test_slice_view_axes(view, axis, plane):
@@ -46,9 +86,13 @@ def test_slice_view_axes(view, axis, plane):
     assert isinstance(sv, SliceView)
     assert sv.image.shape == tuple(shape[a] for a in plane)
     assert sv.index == (6, 7, 8)[axis]  # label centroid
-    # in-plane arrows keep the two remaining channels, in axis order (row, col)
-    np.testing.assert_allclose(sv.arrows[:, 0, 0], [(1.0, 2.0, 3.0)[a] for a in plane])
-    np.testing.assert_allclose(sv.norm, np.sqrt(14.0), rtol=1e-6)
+    # in-plane arrows keep the two remaining channels, in axis order (row, col): by default the motion of
+    # the structure (a translation's sampling offset u moves the content by -u), or u itself on request
+    np.testing.assert_allclose(sv.arrows[:, 0, 0], [-(1.0, 2.0, 3.0)[a] for a in plane], atol=1e-5)
+    np.testing.assert_allclose(sv.norm, np.sqrt(14.0), rtol=1e-5)
+    sampling = slice_view(image, label, disp, view, arrows="sampling")
+    np.testing.assert_allclose(sampling.arrows[:, 0, 0], [(1.0, 2.0, 3.0)[a] for a in plane])
+    assert "motion" in sv.arrow_caption and "u(x)" in sampling.arrow_caption
 
 
 def test_slice_view_identity_and_errors():
@@ -149,12 +193,18 @@ def test_explorer_widget_lambda_slider_moves_contour(tiny):
     before_png = c["plot"].value
     before = explorer_slice_view(box.explorer_state).warped_label.copy()
     c["lam"].value = c["lam"].max  # the observer redraws, as a browser drag would
+    assert box.settle()
     after = explorer_slice_view(box.explorer_state).warped_label
     assert box.explorer_state.lam == c["lam"].max
     assert c["plot"].value != before_png
     assert (after != before).any()  # the gold contour moved
     c["view"].value = "axial"
     assert box.explorer_state.view == "axial" and box.explorer_state.index == 8
+    # a typed λ takes the read-out's Unicode minus (and snaps to the slider's 0.1σ grid)
+    c["lam_text"].value = "\u22122.04"
+    assert box.settle() and c["lam"].value == pytest.approx(-2.0) and c["lam_text"].value == "\u22122"
+    c["lam_text"].value = "not a number"
+    assert c["lam"].value == pytest.approx(-2.0) and c["lam_text"].value == "\u22122"
 
 
 def test_explorer_not_interactive_is_not_wired(tiny):
@@ -214,6 +264,7 @@ def test_explorer_keeps_lambda_on_component_change_and_fixes_scales(tiny):
     c, state = box.controls, box.explorer_state
     c["lam"].value = 1.5
     c["component"].value = 2
+    assert box.settle()
     assert c["lam"].value == 1.5 and state.lam == 1.5 and state.component == 1
     # the colour / length reference does not depend on λ: the largest norm over the slider's range
     ref = state.reference_norm(1)
@@ -221,20 +272,46 @@ def test_explorer_keeps_lambda_on_component_change_and_fixes_scales(tiny):
     assert state.reference_norm(1) == ref
     expected = max(np.linalg.norm(state.displacement(1, lam), axis=0).max() for lam in (-3.0, 3.0))
     assert ref == pytest.approx(float(expected))
-    # the paper's absolute λ: same strength, other units
+    # the paper's absolute λ: same strength, other units; range and step from this component's σ
     c["units"].value = "absolute"
-    assert state.units == "absolute" and c["lam"].max == 200.0
-    assert state.strength(1) == pytest.approx(-0.5 * dec.sigma[1], abs=12.5 + 1e-9)  # one 25-step of rounding
+    sigma = dec.sigma[1]
+    assert state.units == "absolute" and c["lam"].max == pytest.approx(3 * sigma)
+    assert c["lam"].step == pytest.approx(0.1 * sigma)
+    assert state.strength(1) == pytest.approx(-0.5 * sigma)
+    c["component"].value = 3  # another σ: another range, λ keeps its number of σ
+    assert box.settle()
+    assert c["lam"].max == pytest.approx(3 * dec.sigma[2]) and state.lam_sigma(2) == pytest.approx(-0.5)
+
+
+def test_side_by_side_with_one_or_per_component_scales(tiny):
+    from PIL import Image
+
+    from regexplain.viz.raster import LABEL_PX, TARGET_WIDTH
+    from regexplain.viz.widgets import initial_state, render_explorer_png
+
+    model, dec, image, label = tiny
+    state = initial_state(model, dec, image, label, lam=2.0, n_shown=3, axcodes=("R", "A", "S"))
+    shared = render_explorer_png(state)
+    state.own_scale = True
+    own = render_explorer_png(state)
+    assert own != shared
+    width, height = Image.open(io.BytesIO(own)).size
+    assert width >= TARGET_WIDTH * 0.9 and LABEL_PX >= 12  # three views fill the width; readable labels
+    refs = [state.reference_norm(i) for i in state.shown()]
+    assert len(set(np.round(refs, 6))) == 3  # three components, three scales
 
 
 def test_explorer_state_round_trips_through_the_url(tiny):
     from regexplain.viz.widgets import build_explorer, parse_query, state_query
 
     model, dec, image, label = tiny
-    box = build_explorer(model, dec, image, label, component=2, lam=-1.25, n_shown=2, literal=True, view="coronal")
+    box = build_explorer(model, dec, image, label, component=2, lam=-1.2, n_shown=2, literal=True, view="coronal",
+                         arrows="sampling", own_scale=True)
     q = state_query(box.explorer_state)
     kw = parse_query(q, dec.n_components)
-    assert kw["component"] == 2 and kw["lam"] == -1.25 and kw["n_shown"] == 2 and kw["literal"] is True
+    assert kw["component"] == 2 and kw["lam"] == -1.2 and kw["n_shown"] == 2 and kw["literal"] is True
+    assert kw["arrows"] == "sampling" and kw["own_scale"] is True
+    assert parse_query("lam=%E2%88%921.5", 4)["lam"] == -1.5  # a Unicode minus in a link
     assert kw["view"] == "coronal" and kw["index"] == box.explorer_state.indices["coronal"]
     again = build_explorer(model, dec, image, label, **kw)
     assert again.controls["plot"].value == box.controls["plot"].value
@@ -255,39 +332,50 @@ def test_default_slice_goes_through_a_two_part_structure():
 
 
 def test_plotly_explorer_states_and_html(tiny, tmp_path):
-    from regexplain.viz.interactive import N_FIXED, TRACES_PER_STATE, component_views, explorer_figure, write_html
+    """Three views, a subject menu, a contour legend, orientation letters, arrows named; λ = 0 is the
+    identity; the page stays small because plotly.js is one shared file beside it."""
+    from regexplain.viz.interactive import N_ARROW_BINS, N_FIXED, component_views, explorer_figure, write_html
 
     model, dec, image, label = tiny
     lams = [-2.0, 0.0, 2.0]
-    views = component_views(model, dec, image, label, [0, 1], lams, "sagittal")
+    other = (np.roll(image, 1, axis=2), np.roll(label, 1, axis=2))
+    views = component_views(model, dec, {"a": (image, label), "b": other}, [0, 1], lams, axcodes=("R", "A", "S"))
     fig = explorer_figure(views, lams, title="t")
-    assert len(fig.data) == N_FIXED + 2 * len(lams) * TRACES_PER_STATE
-    steps = fig.layout.sliders[0].steps
-    assert len(steps) == len(lams) and len(fig.layout.updatemenus[0].buttons) == 2
-    # each slider step shows exactly one state's traces plus the image, the moving contour and the colour bar
-    for step in steps:
-        assert sum(step.args[0]["visible"]) == N_FIXED + TRACES_PER_STATE
-    state = lambda ci, li: fig.data[N_FIXED + (ci * len(lams) + li) * TRACES_PER_STATE:][:TRACES_PER_STATE]  # noqa: E731
-    # the gold contour differs between λ = -2σ and +2σ
-    assert state(0, 0)[0].x != state(0, 2)[0].x
-    # λ = 0 is the identity for every component (this network's D(0) is not): no arrow, gold on red
-    for ci in (0, 1):
-        contour, *arrows = state(ci, 1)
-        assert all(len(a.x) == 0 for a in arrows)
-        assert contour.x == fig.data[1].x and contour.y == fig.data[1].y
-    # the literal D(λu) shows D(0)'s arrows at λ = 0
-    literal = explorer_figure(component_views(model, dec, image, label, [0], lams, "sagittal", literal=True), lams)
-    assert sum(len(a.x) for a in literal.data[N_FIXED + TRACES_PER_STATE + 1:][:TRACES_PER_STATE - 1]) > 0
-    # arrows have heads: three strokes (shaft + two head strokes) per arrow
-    shaft_and_head = [a for a in state(0, 2)[1:] if len(a.x)]
-    assert shaft_and_head and all(len(a.x) % 9 == 0 for a in shaft_and_head)
-    assert fig.data[2].marker.showscale and fig.data[2].marker.cmax > 0  # the colour legend
-    assert [b.method for b in fig.layout.updatemenus[0].buttons] == ["skip", "skip"]  # λ kept by the page's JS
+    m = fig.layout.meta
+    assert m["per_subject"] == 6 and m["per_arrows"] == 3 * N_ARROW_BINS and m["per_warped"] == 3
+    assert len(fig.data) == N_FIXED + 2 * 6 + 2 * 3 * 3 * N_ARROW_BINS + 2 * 2 * 3 * 3
+    assert [b.label for b in fig.layout.updatemenus[1].buttons] == ["a", "b"]          # subject menu
+    assert [b.label for b in fig.layout.updatemenus[0].buttons] == ["component 1", "component 2"]
+    legend = [t.name for t in fig.data if t.showlegend]
+    assert legend == ["moving contour (subject)", "warped contour", "arrows: motion of the structure"]
+    texts = [a.text for a in fig.layout.annotations]
+    assert {"<b>sagittal</b> · slice 8", "<b>P</b>", "<b>S</b>", "<b>I</b>"} <= set(texts)
+    assert any("motion of the structure" in t for t in texts)
+
+    def arrows(ci, li):
+        b = m["arrows_at"] + (ci * len(lams) + li) * m["per_arrows"]
+        return fig.data[b:b + m["per_arrows"]]
+
+    def warped(si, ci, li):
+        b = m["warped_at"] + ((si * 2 + ci) * len(lams) + li) * 3
+        return fig.data[b:b + 3]
+
+    assert warped(0, 0, 0)[0].x != warped(0, 0, 2)[0].x  # the gold contour moves with λ
+    assert warped(0, 0, 2)[0].x != warped(1, 0, 2)[0].x  # and is each subject's
+    for ci in (0, 1):  # λ = 0: the identity (this network's D(0) is not): no arrow, gold on red
+        assert all(len(a.x) == 0 for a in arrows(ci, 1))
+        assert warped(0, ci, 1)[0].x == fig.data[N_FIXED + 1].x
+    shaft_and_head = [a for a in arrows(0, 2) if len(a.x)]
+    assert shaft_and_head and all(len(a.x) % 9 == 0 for a in shaft_and_head)  # shaft + two head strokes
+    assert fig.data[0].marker.showscale and fig.data[0].marker.cmax > 0  # the colour legend
+    literal = explorer_figure(component_views(model, dec, {"a": (image, label)}, [0], lams, literal=True), lams)
+    lm = literal.layout.meta
+    assert sum(len(a.x) for a in literal.data[lm["arrows_at"] + lm["per_arrows"]:][:lm["per_arrows"]]) > 0
     out = write_html(fig, tmp_path / "e.html")
     text = out.read_text()
-    assert "Plotly.newPlot" in text and len(text) > 1_000_000  # plotly.js inlined
-    assert "plotly_buttonclicked" in text
-    assert not re.search(r"<script[^>]+src=", text)  # nothing loaded from a CDN
+    assert "Plotly.newPlot" in text and "plotly_buttonclicked" in text and len(text) < 3_000_000
+    assert '<script src="plotly.min.js">' in text and (tmp_path / "plotly.min.js").stat().st_size > 1_000_000
+    assert not re.search(r"<script[^>]+src=.http", text)  # nothing loaded from a CDN
 
 
 def _sweep(rng):

@@ -6,7 +6,9 @@ message when the decomposition cannot be opened. The app notebook's only code ce
 from __future__ import annotations
 
 import html
+import json
 import os
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -23,23 +25,88 @@ def explorer_page(decomposition: str | None = None, *, checkpoint: str | None = 
                   data: str | None = None, subject: str | None = None, basis: str | None = None,
                   query: str | None = None):
     """The page's widget. Arguments default to the environment variables the launcher sets; ``query`` (by
-    default Voilà's ``QUERY_STRING``, the page URL's query) restores a linked state."""
+    default Voilà's ``QUERY_STRING``, the page URL's query) restores a linked state.
+
+    Served with Voilà's preheated kernels (:mod:`regexplain.app.server`), everything that does not depend on
+    the page's URL (imports, model, data, the launch basis) runs before anyone asks for the page; the kernel
+    then waits for the request (``voila.utils.wait_for_request``) and only builds the widget.
+    """
     from regexplain.app.inputs import ExplorerUnavailable, load_inputs, unavailable
 
     path = decomposition or os.environ.get(ENV_DECOMPOSITION)
-    query = os.environ.get("QUERY_STRING", "") if query is None else query
+    launch = {"checkpoint": checkpoint or os.environ.get(ENV_CHECKPOINT), "data": data or os.environ.get(ENV_DATA)}
+    subject = subject or os.environ.get(ENV_SUBJECT)
+    basis = basis or os.environ.get(ENV_BASIS)
     try:
+        prebuilt = None
+        try:  # before the request: the launch's defaults
+            inputs = load_inputs(path, **launch, subject=subject, basis=basis)
+            if query is None and _preheated():  # the default page, built while nobody waits
+                prebuilt = _explorer(inputs, "")
+        except ExplorerUnavailable as e:
+            inputs = e  # shown once the page is asked for (a ?subject= may still fix it)
+        if query is None:
+            _wait_for_request()
+            query = os.environ.get("QUERY_STRING", "")
+        if prebuilt is not None and not query.strip("?&"):
+            _trim()
+            return prebuilt
+        if prebuilt is not None:
+            prebuilt.close()
         asked = parse_qs(query)
-        wanted = asked.get("subject", [None])[-1] or subject or os.environ.get(ENV_SUBJECT)
-        in_basis = asked.get("basis", [None])[-1] or basis or os.environ.get(ENV_BASIS)
-        inputs = load_inputs(path, checkpoint=checkpoint or os.environ.get(ENV_CHECKPOINT),
-                             data=data or os.environ.get(ENV_DATA), subject=wanted, basis=in_basis)
-        return _explorer(inputs, query)
+        wanted = asked.get("subject", [None])[-1]
+        in_basis = asked.get("basis", [None])[-1]
+        if isinstance(inputs, Exception) or (in_basis and in_basis != _basis(inputs.decomposition)):
+            inputs = load_inputs(path, **launch, subject=wanted or subject, basis=in_basis or basis)
+        if wanted and wanted in inputs.subjects:
+            inputs = replace(inputs, subject=wanted, image=inputs.subjects[wanted][0], label=inputs.subjects[wanted][1])
+        elif wanted:
+            from regexplain.app.inputs import pick_subject
+
+            pick_subject(list(inputs.subjects), wanted)  # raises the readable "no such subject"
+        page = _explorer(inputs, query)
+        _trim()
+        return page
     except ExplorerUnavailable as e:
         return error_widget(str(e))
     except Exception as e:  # noqa: BLE001 - a served page shows one readable line, never a traceback
         return error_widget(str(unavailable(path, f"{type(e).__name__}: {e}",
                                             "Check the decomposition and its checkpoint.")))
+
+
+def _trim() -> None:
+    """Hand freed heap back to the system (glibc keeps it otherwise): loading the data and decoding the
+    first fields leave tens of MB behind in every kernel."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
+
+
+def _preheated() -> bool:
+    """True in a Voilà kernel executed ahead of its page (``--VoilaConfiguration.preheat_kernel``)."""
+    return os.environ.get("VOILA_PREHEAT", "False") != "False"
+
+
+def _wait_for_request() -> None:
+    """Under a preheated Voilà kernel, block until a browser asks for the page (then ``QUERY_STRING`` is
+    set); anywhere else return at once."""
+    if not _preheated():
+        return
+    from voila.utils import wait_for_request
+
+    wait_for_request()
+
+
+def _basis(dec) -> str:
+    return str(dec.meta.get("basis", "pca"))
+
+
+def page_title(run: str, basis: str) -> str:
+    """The browser tab's title: the run and the basis the page shows."""
+    return f"{run} · {basis} · regexplain explorer"
 
 
 def error_widget(message: str):
@@ -61,21 +128,40 @@ def _markup(message: str) -> str:
 def _explorer(inputs, query: str = ""):
     import ipywidgets as W
 
-    header = W.HTML(f"<p>Validation subjects: {len(inputs.subjects)} &middot; checkpoint "
-                    f"<code>{html.escape(str(inputs.checkpoint))}</code> &middot; K = "
-                    f"{inputs.decomposition.n_components} &middot; basis "
-                    f"{html.escape(str(inputs.decomposition.meta.get('basis', 'pca')))}</p>")
-    panel = explorer_panel(inputs.model, inputs.decomposition, inputs.subjects, inputs.subject, query=query)
+    basis = _basis(inputs.decomposition)
+    header = W.HTML(f"<p>run <b>{html.escape(inputs.run_name)}</b> &middot; basis <b>{html.escape(basis)}</b>"
+                    f" &middot; K = {inputs.decomposition.n_components} &middot; validation subjects: "
+                    f"{len(inputs.subjects)} &middot; checkpoint <code>{html.escape(str(inputs.checkpoint))}</code>"
+                    "</p>")
+    header.add_class("explorer-header")
+    _set_title(page_title(inputs.run_name, basis))
+    panel = explorer_panel(inputs.model, inputs.decomposition, inputs.subjects, inputs.subject, query=query,
+                           axcodes=inputs.axcodes)
     return W.VBox([header, *panel.children])
 
 
-def explorer_panel(model, decomposition, subjects: dict, subject: str, *, query: str = ""):
+def _set_title(title: str) -> None:
+    """Name the browser tab after the run and basis (the launcher's notebook title says the launch basis;
+    a ``?basis=`` page names its own)."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import Javascript, display
+    except ImportError:
+        return
+    if get_ipython() is not None:  # a kernel with a front end; a plain script has no tab to name
+        display(Javascript(f"document.title = {json.dumps(title)};"))
+
+
+def explorer_panel(model, decomposition, subjects: dict, subject: str, *, query: str = "",
+                   axcodes: tuple[str, str, str] | None = None):
     """The explorer (notebook 04 and the app): the widget, beside it each shown component's explained
     variance and affine content, below it a link that reopens this view (``?component=..&lam=..``).
 
     Args:
         subjects: id -> (image, label) of the subjects the menu offers; ``subject`` is shown first.
         query: a URL query (the app passes the page's) restoring a linked state.
+        axcodes: the images' orientation (:attr:`regexplain.data.pairs.VolumeSet.axcodes`) for the
+            pictures' S/I, A/P, L/R letters.
     """
     import ipywidgets as W
 
@@ -83,7 +169,8 @@ def explorer_panel(model, decomposition, subjects: dict, subject: str, *, query:
 
     kw = parse_query(query, decomposition.n_components)
     kw["subject"] = subject if kw.get("subject") not in subjects else kw["subject"]
-    explorer = build_explorer(model, decomposition, *subjects[kw["subject"]], subjects=subjects, **kw)
+    explorer = build_explorer(model, decomposition, *subjects[kw["subject"]], subjects=subjects, axcodes=axcodes,
+                              **kw)
     summary = W.HTML()
     summary.add_class("component-summary")
     link = W.HTML()
@@ -99,7 +186,7 @@ def explorer_panel(model, decomposition, subjects: dict, subject: str, *, query:
 
     explorer.on_change.append(update)
     update(explorer.explorer_state)
-    return W.VBox([W.HBox([explorer, summary]), link])
+    return W.VBox([W.VBox([explorer, summary]), link])
 
 
 def _summariser(model, dec):
@@ -125,9 +212,10 @@ def _summariser(model, dec):
                 f"</p><table>{affine}</table>")
 
     def describe(components, label) -> str:
-        return ("<div style='padding-left:1.5em'>" + "".join(one(i, label) for i in components)
-                + "<p style='font-size:smaller'>affine content: energy shares of the displacement over the "
-                  "structure</p></div>")
+        return ("<div style='display:flex;gap:2.5em;flex-wrap:wrap'>"
+                + "".join(f"<div>{one(i, label)}</div>" for i in components)
+                + "</div><p style='font-size:13px'>affine content: energy shares of the displacement over the "
+                  "structure</p>")
 
     return describe
 

@@ -35,11 +35,35 @@ def free_port() -> int:
 FRONTEND_EXTENSIONS = ("@jupyter-widgets/jupyterlab-manager", "@voila-dashboards/widgets-manager8")
 
 
-def voila_command(notebook: Path, port: int) -> list[str]:
+#: A page's kernel is shut down this many seconds after its page went away (Voilà / jupyter_server's idle
+#: culling; a kernel with an open page is connected and never culled), checked every CULL_INTERVAL_S.
+CULL_IDLE_S = 15
+CULL_INTERVAL_S = 3
+#: Kernels kept executed ahead of the next page load (Voilà's preheated pool): first paint without waiting
+#: for Python, torch, the model and the data.
+POOL_SIZE = 1
+POOL_REFILL_DELAY_S = 8
+#: The most kernels at once (open pages + the pool): a ceiling on memory (~0.3 GB RSS each; measured with 6:
+#: 2.2 GB RSS summed, with 5: 1.9 GB) under bursts of page loads, where idle culling alone lags
+#: (regexplain.app.kernels). A page beyond it waits for one to go, then is refused with a sentence.
+MAX_KERNELS = 5
+
+
+def voila_command(notebook: Path, port: int, *, cull_idle: int = CULL_IDLE_S, pool_size: int = POOL_SIZE,
+                  max_kernels: int = MAX_KERNELS) -> list[str]:
     # port_retries=0: fail loudly rather than silently serve on another port than the one printed.
     allow = [f"--VoilaConfiguration.extension_allowlist={name}" for name in FRONTEND_EXTENSIONS]
+    preheat = [f"--VoilaConfiguration.preheat_kernel={pool_size > 0}",
+               f"--VoilaConfiguration.default_pool_size={max(pool_size, 0)}",
+               # refill the pool once the page just served has drawn: not competing with it for the CPUs
+               f"--VoilaKernelManager.fill_delay={POOL_REFILL_DELAY_S}"]
+    cull = [f"--MappingKernelManager.cull_idle_timeout={cull_idle}",
+            f"--MappingKernelManager.cull_interval={min(CULL_INTERVAL_S, max(cull_idle, 1))}",
+            "--MappingKernelManager.cull_connected=False", "--MappingKernelManager.cull_busy=False",
+            "--VoilaConfiguration.multi_kernel_manager_class=regexplain.app.kernels.BoundedKernelManager",
+            f"--BoundedKernelManager.max_kernels={max(max_kernels, pool_size + 1)}"]
     return [sys.executable, "-m", "voila", str(notebook), "--no-browser", f"--port={port}",
-            f"--Voila.ip={HOST}", "--Voila.port_retries=0", *allow]
+            f"--Voila.ip={HOST}", "--Voila.port_retries=0", *allow, *preheat, *cull]
 
 
 def check_port(port: int) -> None:
@@ -120,21 +144,27 @@ def app_environment(decomposition: Path, checkpoint: Path | None, data: Path | N
     # A forced backend (the Makefile exports MPLBACKEND=Agg) would stop the kernel's inline backend from
     # turning figures into images.
     env.pop("MPLBACKEND", None)
+    # Fewer malloc arenas for the kernel's threads (redraw worker, torch): less heap held per kernel.
+    env.setdefault("MALLOC_ARENA_MAX", "2")
     return env
 
 
 def start_app(decomposition: str | Path, *, port: int | None = None, checkpoint: str | Path | None = None,
               data: str | Path | None = None, subject: str | None = None, basis: str | None = None,
-              timeout: float = 60.0, quiet: bool = True) -> AppServer:
+              timeout: float = 60.0, quiet: bool = True, cull_idle: int = CULL_IDLE_S,
+              pool_size: int = POOL_SIZE, max_kernels: int = MAX_KERNELS) -> AppServer:
     """Serve the explorer for ``decomposition``; returns once the port accepts connections.
 
     The decomposition is *not* validated here: the page itself shows a readable message when it cannot be
     opened (the CLI validates first). Paths are made absolute because the kernel runs in a temp directory.
+    Memory stays bounded: a page's kernel is culled ``cull_idle`` seconds after its page went away,
+    ``pool_size`` kernels wait preheated for the next page, and at most ``max_kernels`` kernels live at once
+    (an unused one is shut down early to make room; :mod:`regexplain.app.kernels`).
     """
     if port:
         check_port(port)
     workdir = Path(tempfile.mkdtemp(prefix="regexplain-explore-"))
-    notebook = write_notebook(workdir)
+    notebook = write_notebook(workdir, title=launch_title(decomposition, basis))
     port = port or free_port()
     log = workdir / "voila.log"
     env = app_environment(Path(decomposition), _opt(checkpoint), _opt(data), subject, basis)
@@ -146,7 +176,9 @@ def start_app(decomposition: str | Path, *, port: int | None = None, checkpoint:
         # Linux sends it when the *thread* that started Voilà ends: call start_app from a thread that lives
         # as long as the server should (the CLI's main thread does).
         parent = os.getpid()
-        process = subprocess.Popen(voila_command(notebook, port), env=env, stdout=out,
+        process = subprocess.Popen(voila_command(notebook, port, cull_idle=cull_idle, pool_size=pool_size,
+                                                 max_kernels=max_kernels),
+                                   env=env, stdout=out,
                                    stderr=subprocess.STDOUT if quiet else None, start_new_session=True,
                                    preexec_fn=lambda: _die_with_parent(parent))
     finally:
@@ -159,6 +191,22 @@ def start_app(decomposition: str | Path, *, port: int | None = None, checkpoint:
         server.stop()
         raise
     return server
+
+
+def launch_title(decomposition: str | Path, basis: str | None) -> str:
+    """The tab title before the page names itself: the run folder (from decomposition.json) and the basis."""
+    import json
+
+    from regexplain.app.page import page_title
+
+    try:
+        meta = json.loads((Path(decomposition) / "decomposition.json").read_text())
+        meta = meta.get("meta", meta)
+    except (OSError, ValueError):
+        meta = {}
+    ckpt = Path(str(meta.get("checkpoint", Path(decomposition).absolute().parent)))
+    run = ckpt.parent.name if ckpt.suffix == ".pt" else ckpt.name
+    return page_title(run or Path(decomposition).name, basis or str(meta.get("basis", "pca")))
 
 
 def _opt(p: str | Path | None) -> Path | None:

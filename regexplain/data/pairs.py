@@ -45,6 +45,9 @@ class VolumeSet:
     ids: list[str]
     groups: list[str]
     spacing: tuple[float, float, float]    # mm per working-shape voxel
+    #: the anatomical direction each array axis grows towards (RAS letters, from the first image's affine;
+    #: preprocessing crops, pads and resizes but never turns or mirrors): pictures' orientation labels
+    axcodes: tuple[str, str, str] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -52,7 +55,7 @@ class VolumeSet:
     def subset(self, index: Sequence[int]) -> VolumeSet:
         idx = torch.as_tensor(list(index), dtype=torch.long)
         return VolumeSet(self.images[idx], self.labels[idx], [self.ids[i] for i in idx.tolist()],
-                         [self.groups[i] for i in idx.tolist()], self.spacing)
+                         [self.groups[i] for i in idx.tolist()], self.spacing, self.axcodes)
 
 
 # --------------------------------------------------------------------------- phantoms
@@ -164,7 +167,8 @@ def load_all(cfg: DataConfig, *, progress: bool = True) -> tuple[VolumeSet, Path
         try:
             c = torch.load(cache, weights_only=True)
             # a valid cache is only read: a read-only (or root-owned, chmod-proof) copy is never written
-            data = VolumeSet(c["images"], c["labels"].long(), c["ids"], c["groups"], tuple(c["spacing"]))
+            data = VolumeSet(c["images"], c["labels"].long(), c["ids"], c["groups"], tuple(c["spacing"]),
+                             _axis_codes(files))
             return data, root
         except Exception:  # a broken cache is rebuilt, never trusted
             pass
@@ -179,7 +183,19 @@ def load_all(cfg: DataConfig, *, progress: bool = True) -> tuple[VolumeSet, Path
                         "spacing": list(spacing)}, tmp)
     except OSError as e:  # a read-only dataset still loads, only slower next time
         print(f"regexplain: could not write cache {cache}: {e}", file=sys.stderr)
-    return VolumeSet(images, labels.long(), ids, groups, spacing), root
+    return VolumeSet(images, labels.long(), ids, groups, spacing, _axis_codes(files)), root
+
+
+def _axis_codes(files) -> tuple[str, str, str] | None:
+    """Orientation of the dataset's first image (its header only); None when it cannot be read."""
+    import nibabel as nib
+
+    from regexplain.spatial import axis_codes
+
+    try:
+        return axis_codes(nib.load(str(files[0][2])).affine)
+    except Exception:  # noqa: BLE001 - orientation labels are a courtesy: never fail a load for them
+        return None
 
 
 def load_splits(cfg: DataConfig, *, progress: bool = True) -> tuple[VolumeSet, VolumeSet]:

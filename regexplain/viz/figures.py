@@ -83,18 +83,21 @@ def plot_slice_grid(grid: Sequence[Sequence[SliceView | None]], *, row_labels: S
             plot_slice_view(ax, sv, arrow_step=arrow_step, show_arrows=show_arrows, vmax_norm=vmax,
                             arrow_scale=arrow_scale)
             if r == 0 and col_labels is not None:
-                ax.set_title(col_labels[c], color="white", fontsize=9)
+                ax.set_title(col_labels[c], color="white", fontsize=11)
             if c == 0 and row_labels is not None:
-                ax.set_ylabel(row_labels[r], color="white", fontsize=9)
+                ax.set_ylabel(row_labels[r], color="white", fontsize=11)
     if colorbar and show_arrows:
         top = vmax if vmax is not None else max(float(sv.norm.max()) for sv in panels)
         mappable = plt.cm.ScalarMappable(cmap=ARROW_CMAP, norm=matplotlib.colors.Normalize(0, max(top, 1e-6)))
         cb = fig.colorbar(mappable, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01)
-        scale = f"; arrows ×{arrow_scale:.3g}" if arrow_scale is not None and arrow_scale != 1 else ""
-        cb.set_label(f"displacement norm (voxels){scale}", color="white", fontsize=8)
-        cb.ax.tick_params(colors="white", labelsize=7)
+        scale = f"; arrows ×{arrow_scale:.2g}" if arrow_scale is not None and arrow_scale != 1 else ""
+        cb.set_label(f"|arrow| (voxels){scale}", color="white", fontsize=10)
+        cb.ax.tick_params(colors="white", labelsize=9)
     if suptitle:
-        fig.suptitle(suptitle, color="white", fontsize=10)
+        fig.suptitle(suptitle, color="white", fontsize=12)
+    if show_arrows:  # the caption says which field the arrows draw (motion of the structure by default)
+        fig.text(0.01, 0.0, f"red: moving contour, gold: warped; {panels[0].arrow_caption}", color="white",
+                 fontsize=10, ha="left", va="top")
     return fig
 
 

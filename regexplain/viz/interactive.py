@@ -1,12 +1,16 @@
-"""Kernel-free explorer: a self-contained plotly HTML page with a λ slider and a component dropdown.
+"""Kernel-free explorer: a plotly HTML page with the three views, a λ slider, a component and a subject menu.
 
-Every (component, λ) picture is precomputed as :class:`SliceView` s and stored as plotly traces; the
-slider and dropdown only toggle visibility, so the page works from a plain file with no Python behind it.
+Every (subject, component, λ) picture is precomputed as :class:`SliceView` s and stored as plotly traces;
+the slider and menus only toggle visibility, so the page works from a plain file with no Python behind it.
+The field ``D(λu) − D(0)`` does not depend on the subject, so the arrows of a (component, λ) are stored
+once and every subject is cut at the same slices; the warped contour is stored per subject.
 Contours come from ``contourpy`` (matplotlib's own contour engine), arrows are line segments with heads,
 binned by norm into a few colours of :data:`~regexplain.viz.slices.ARROW_CMAP`; one length scale and one
-colour range (the colour bar) hold for every picture. A few lines of JavaScript keep λ when the component
-changes. :func:`component_views` decodes the pictures with the explorer's λ convention (``D(λu) − D(0)``
-by default, so λ = 0 is the identity; ``literal=True`` for the paper's ``D(λu)``).
+colour range (the colour bar) hold for every picture; a legend names the contours and the arrows (the
+motion of the structure by default), orientation letters come from the image affine. A few lines of
+JavaScript keep λ when the component or subject changes. :func:`component_views` decodes the pictures with
+the explorer's λ convention (``D(λu) − D(0)`` by default, so λ = 0 is the identity; ``literal=True`` for
+the paper's ``D(λu)``). plotly.js is written once beside the pages (``plotly.min.js``), not into each.
 """
 
 from __future__ import annotations
@@ -14,167 +18,243 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import contourpy
 import numpy as np
 import plotly.graph_objects as go
 from matplotlib.colors import to_hex
 
 from regexplain.io import atomic_path
-from regexplain.viz.slices import ARROW_CMAP, MOVING_COLOR, SliceView, auto_arrow_scale
+from regexplain.viz.slices import (
+    ARROW_CMAP,
+    MOVING_COLOR,
+    WARPED_COLOR,
+    SliceView,
+    arrow_grid,
+    auto_arrow_scale,
+    contour_xy,
+)
 
 N_ARROW_BINS = 4
-TRACES_PER_STATE = 1 + N_ARROW_BINS  # warped contour + arrow bins
-N_FIXED = 3  # image, moving contour, colour bar
+N_FIXED = 4  # colour bar, legend entries: moving contour, warped contour, arrows
 HEAD_ANGLE = np.deg2rad(28.0)
 HEAD_FRACTION = 0.35  # of the arrow's length
+DIGITS = 2  # coordinates are stored rounded to 1/100 voxel: the page's size, not its picture
 
-#: Dropdown -> same λ, other component (plotly's own dropdown would reset the slider).
-KEEP_LAMBDA_JS = """
+#: Where each orientation letter sits in its view (axis-domain coordinates, anchors).
+EDGE_SPOTS = {"top": (0.5, 0.99, "center", "top"), "bottom": (0.5, 0.01, "center", "bottom"),
+              "left": (0.01, 0.5, "left", "middle"), "right": (0.99, 0.5, "right", "middle")}
+
+#: The page's controls: every slider and menu uses plotly's "skip" method and this script shows the
+#: traces of the chosen (subject, component, λ), so each control keeps the others' values.
+CONTROLS_JS = """
 var gd = document.getElementById('{plot_id}');
-var m = gd.layout.meta, lam = m.start;
-gd.on('plotly_sliderchange', function (e) { lam = e.slider.active; });
-gd.on('plotly_buttonclicked', function (e) {
-  var ci = e.active, vis = [], total = m.n_fixed + m.n_states * m.per_state;
-  for (var t = 0; t < total; t++) vis.push(t < m.n_fixed);
-  var s = m.n_fixed + (ci * m.n_lams + lam) * m.per_state;
-  for (var t = s; t < s + m.per_state; t++) vis[t] = true;
-  var slider = JSON.parse(JSON.stringify(m.sliders[ci]));
-  slider.active = lam;
-  Plotly.update(gd, {visible: vis}, {sliders: [slider]});
-});
+var m = gd.layout.meta, st = {s: 0, c: 0, l: m.start};
+function show() {
+  var total = gd.data.length, vis = new Array(total).fill(false), t;
+  for (t = 0; t < m.n_fixed; t++) vis[t] = true;
+  var b = m.n_fixed + st.s * m.per_subject;
+  for (t = b; t < b + m.per_subject; t++) vis[t] = true;
+  b = m.arrows_at + (st.c * m.n_lams + st.l) * m.per_arrows;
+  for (t = b; t < b + m.per_arrows; t++) vis[t] = true;
+  b = m.warped_at + ((st.s * m.n_comps + st.c) * m.n_lams + st.l) * m.per_warped;
+  for (t = b; t < b + m.per_warped; t++) vis[t] = true;
+  var prefix = 'component ' + m.comps[st.c] + ', ' + m.subjects[st.s] + ': λ (' + m.unit + ') = ';
+  Plotly.update(gd, {visible: vis}, {'sliders[0].active': st.l, 'sliders[0].currentvalue.prefix': prefix});
+}
+gd.on('plotly_sliderchange', function (e) { st.l = e.slider.active; show(); });
+gd.on('plotly_buttonclicked', function (e) { st[e.button.args[0]] = e.button.args[1]; show(); });
 """
 
 
-def contour_xy(label: np.ndarray) -> tuple[list[float | None], list[float | None]]:
-    """Boundary lines of every foreground label as x (col), y (row) lists separated by ``None``."""
-    xs: list[float | None] = []
-    ys: list[float | None] = []
-    z = np.asarray(label, dtype=float)
-    if z.max() <= 0:
-        return xs, ys
-    gen = contourpy.contour_generator(z=z)
-    for level in np.arange(int(z.max())) + 0.5:
-        for line in gen.lines(level):
-            xs += line[:, 0].tolist() + [None]
-            ys += line[:, 1].tolist() + [None]
-    return xs, ys
+def _rounded(values) -> list[float | None]:
+    return [None if v is None or not np.isfinite(v) else round(float(v), DIGITS) for v in values]
 
 
 def arrow_segments(sv: SliceView, step: int, vmax: float, scale: float
                    ) -> list[tuple[list[float | None], list[float | None]]]:
     """Arrows (shaft and a two-stroke head) grouped into :data:`N_ARROW_BINS` norm bins (x = col, y = row);
-    zero-length arrows are left out, so an identity draws nothing."""
-    rows, cols = np.mgrid[0:sv.image.shape[0]:step, 0:sv.image.shape[1]:step]
-    du, dv = sv.arrows[0][::step, ::step] * scale, sv.arrows[1][::step, ::step] * scale
-    bins = (sv.norm[::step, ::step] / max(vmax, 1e-6) * N_ARROW_BINS).astype(int)
+    arrows shorter than 1/20 voxel are left out, so an identity draws nothing."""
+    rows, cols = arrow_grid(sv.image.shape, step)
+    du, dv = sv.arrows[0][rows, cols] * scale, sv.arrows[1][rows, cols] * scale
+    bins = (sv.norm[rows, cols] / max(vmax, 1e-6) * N_ARROW_BINS).astype(int)
     bins = np.clip(bins, 0, N_ARROW_BINS - 1)
     length = np.hypot(du, dv)
     out = []
     for b in range(N_ARROW_BINS):
-        sel = (bins == b) & (length > 1e-6)
+        sel = (bins == b) & (length > 0.05)
         x0, y0 = cols[sel].astype(float), rows[sel].astype(float)
         x1, y1 = x0 + dv[sel], y0 + du[sel]
-        ang, head = np.arctan2(y1 - y0, x1 - x0), HEAD_FRACTION * length[sel]
+        ang, head = np.arctan2(y1 - y0, x1 - x0), np.maximum(HEAD_FRACTION * length[sel], 0.4)
         strokes = [x0, x1, np.nan * x0, x1, x1 - head * np.cos(ang - HEAD_ANGLE), np.nan * x0,
                    x1, x1 - head * np.cos(ang + HEAD_ANGLE), np.nan * x0]
         ys = [y0, y1, np.nan * y0, y1, y1 - head * np.sin(ang - HEAD_ANGLE), np.nan * y0,
               y1, y1 - head * np.sin(ang + HEAD_ANGLE), np.nan * y0]
-        xs_, ys_ = np.stack(strokes, 1).ravel(), np.stack(ys, 1).ravel()
-        out.append(([None if np.isnan(v) else float(v) for v in xs_],
-                    [None if np.isnan(v) else float(v) for v in ys_]))
+        out.append((_rounded(np.stack(strokes, 1).ravel()), _rounded(np.stack(ys, 1).ravel())))
     return out
 
 
-def _state_traces(sv: SliceView, step: int, vmax: float, scale: float, visible: bool) -> list[go.Scatter]:
-    x, y = contour_xy(sv.warped_label)
-    traces = [go.Scatter(x=x, y=y, mode="lines", line={"color": "gold", "width": 2}, name="warped",
-                         visible=visible, hoverinfo="skip", showlegend=False)]
-    for b, (ax_, ay_) in enumerate(arrow_segments(sv, step, vmax, scale)):
-        colour = to_hex(ARROW_CMAP((b + 0.5) / N_ARROW_BINS))
-        traces.append(go.Scatter(x=ax_, y=ay_, mode="lines", line={"color": colour, "width": 1.5},
-                                 visible=visible, hoverinfo="skip", showlegend=False))
-    return traces
+#: ``views[subject][component]``: one list per λ of the three SliceViews (one per view).
+PageViews = Mapping[str, Mapping[int, Sequence[Sequence[SliceView]]]]
 
 
-def explorer_figure(views: Mapping[int, Sequence[SliceView]], lams: Sequence[float], *, title: str = "",
-                    lam_unit: str = "σ", arrow_step: int = 3) -> go.Figure:
-    """Plotly figure: one picture per (component, λ); slider over λ, dropdown over components.
+def _axes(k: int) -> tuple[str, str]:
+    return ("x", "y") if k == 0 else (f"x{k + 1}", f"y{k + 1}")
+
+
+def explorer_figure(views: PageViews, lams: Sequence[float], *, title: str = "", lam_unit: str = "σ",
+                    arrow_step: int = 3) -> go.Figure:
+    """Plotly figure: the three views of one picture per (subject, component, λ); a λ slider, a component
+    menu and a subject menu.
 
     Args:
-        views: 1-based component -> SliceViews, one per value of ``lams`` (same slice and moving image).
+        views: subject -> 1-based component -> per λ (one per value of ``lams``) the SliceViews of the views,
+            every subject cut at the same slices (:func:`component_views`).
         lams: the λ values of the slider.
     """
-    comps = list(views)
-    if not comps or any(len(views[c]) != len(lams) for c in comps):
-        raise ValueError("views needs, for every component, one SliceView per λ value")
-    first = views[comps[0]][0]
-    vmax = max(float(sv.norm.max()) for c in comps for sv in views[c])
-    longest = max(float(np.hypot(*sv.arrows).max()) for c in comps for sv in views[c])
+    subjects = list(views)
+    comps = list(views[subjects[0]]) if subjects else []
+    if not comps or any(list(views[s]) != comps or any(len(views[s][c]) != len(lams) for c in comps)
+                        for s in subjects):
+        raise ValueError("views needs, for every subject and component, one list of SliceViews per λ value")
+    first = views[subjects[0]][comps[0]][0]
+    nv = len(first)
+    every = [sv for s in subjects for c in comps for row in views[s][c] for sv in row]
+    vmax = max(float(sv.norm.max()) for sv in every)
+    longest = max(float(np.hypot(*sv.arrows).max()) for sv in every)
     scale = auto_arrow_scale(longest, arrow_step)
     start = int(np.argmin(np.abs(np.asarray(lams, float))))  # open at λ closest to 0
+    widths = [sv.image.shape[1] for sv in first]
+    gap = 0.03
+    total_w = sum(widths)
+    domains, x = [], 0.0
+    for w in widths:
+        d = w / total_w * (1 - gap * (nv - 1))
+        domains.append((x, x + d))
+        x += d + gap
 
     fig = go.Figure()
-    fig.add_trace(go.Heatmap(z=first.image, colorscale="gray", showscale=False, hoverinfo="skip"))
-    mx, my = contour_xy(first.moving_label)
-    fig.add_trace(go.Scatter(x=mx, y=my, mode="lines", line={"color": MOVING_COLOR, "width": 2},
-                             name="moving", hoverinfo="skip", showlegend=False))
-    # the legend: an invisible marker trace carrying the arrows' colour bar (fixed for every picture)
-    stretch = "" if scale == 1 else f"<br>arrows ×{scale:.3g}"
+    stretch = "" if scale == 1 else f"<br>arrows ×{scale:.2g}"
     fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", hoverinfo="skip", showlegend=False,
                              marker={"color": [0.0], "cmin": 0.0, "cmax": max(vmax, 1e-6), "showscale": True,
                                      "colorscale": [[t, to_hex(ARROW_CMAP(t))] for t in np.linspace(0, 1, 5)],
-                                     "colorbar": {"title": {"text": f"|u| (voxels){stretch}"}, "len": 0.6}}))
-    n_fixed = N_FIXED
-    for ci, c in enumerate(comps):
-        for li, sv in enumerate(views[c]):
-            for tr in _state_traces(sv, arrow_step, vmax, scale, ci == 0 and li == start):
-                fig.add_trace(tr)
-    n_states = len(comps) * len(lams)
-
-    def visible(ci: int, li: int) -> list[bool]:
-        vis = [True] * n_fixed + [False] * (n_states * TRACES_PER_STATE)
-        s = n_fixed + (ci * len(lams) + li) * TRACES_PER_STATE
-        vis[s:s + TRACES_PER_STATE] = [True] * TRACES_PER_STATE
-        return vis
-
-    def slider(ci: int) -> dict:
-        steps = [{"method": "restyle", "args": [{"visible": visible(ci, li)}],
-                  "label": f"{lam:+g}"} for li, lam in enumerate(lams)]
-        prefix = f"component {comps[ci]}, λ ({lam_unit}) = "
-        return {"active": start, "steps": steps, "currentvalue": {"prefix": prefix}, "pad": {"t": 30}}
-
-    # "skip": KEEP_LAMBDA_JS switches the component at the slider's λ (see write_html)
-    buttons = [{"method": "skip", "label": f"component {c}", "args": [ci]} for ci, c in enumerate(comps)]
-    h, w = first.image.shape
+                                     "colorbar": {"title": {"text": f"|arrow| (voxels){stretch}"}, "len": 0.6}}))
+    mode = first[0].arrow_mode
+    legend = [("moving contour (subject)", MOVING_COLOR),
+              ("warped contour", WARPED_COLOR),
+              ("arrows: " + ("motion of the structure" if mode == "motion" else "sampling offsets u(x)"),
+               to_hex(ARROW_CMAP(0.6)))]
+    for name, colour in legend:
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line={"color": colour, "width": 3}, name=name,
+                                 hoverinfo="skip", showlegend=True))
+    for s in subjects:  # per subject: its image and moving contour in each view
+        for k, sv in enumerate(views[s][comps[0]][0]):
+            xa, ya = _axes(k)
+            fig.add_trace(go.Heatmap(z=np.round(sv.image, 2), colorscale="gray", showscale=False, hoverinfo="skip",
+                                     xaxis=xa, yaxis=ya, visible=s == subjects[0]))
+            mx, my = contour_xy(sv.moving_label)
+            fig.add_trace(go.Scatter(x=_rounded(mx), y=_rounded(my), mode="lines", hoverinfo="skip",
+                                     line={"color": MOVING_COLOR, "width": 2}, showlegend=False, xaxis=xa, yaxis=ya,
+                                     visible=s == subjects[0]))
+    arrows_at = len(fig.data)
+    for ci, c in enumerate(comps):  # per (component, λ): the arrows, the same for every subject
+        for li, row in enumerate(views[subjects[0]][c]):
+            for k, sv in enumerate(row):
+                xa, ya = _axes(k)
+                for b, (ax_, ay_) in enumerate(arrow_segments(sv, arrow_step, vmax, scale)):
+                    fig.add_trace(go.Scatter(x=ax_, y=ay_, mode="lines", hoverinfo="skip", showlegend=False,
+                                             line={"color": to_hex(ARROW_CMAP((b + 0.5) / N_ARROW_BINS)), "width": 2},
+                                             xaxis=xa, yaxis=ya, visible=ci == 0 and li == start))
+    warped_at = len(fig.data)
+    for si, s in enumerate(subjects):  # per (subject, component, λ): the warped contour
+        for ci, c in enumerate(comps):
+            for li, row in enumerate(views[s][c]):
+                for k, sv in enumerate(row):
+                    xa, ya = _axes(k)
+                    wx, wy = contour_xy(sv.warped_label)
+                    fig.add_trace(go.Scatter(x=_rounded(wx), y=_rounded(wy), mode="lines", hoverinfo="skip",
+                                             line={"color": WARPED_COLOR, "width": 2}, showlegend=False,
+                                             xaxis=xa, yaxis=ya, visible=si == 0 and ci == 0 and li == start))
+    steps = [{"method": "skip", "label": f"{lam:+g}", "args": []} for lam in lams]
+    prefix = f"component {comps[0]}, {subjects[0]}: λ ({lam_unit}) = "
+    menus = [{"buttons": [{"method": "skip", "label": f"component {c}", "args": ["c", ci]}
+                          for ci, c in enumerate(comps)], "direction": "down", "x": 0.0, "y": 1.16,
+              "xanchor": "left"},
+             {"buttons": [{"method": "skip", "label": s, "args": ["s", si]} for si, s in enumerate(subjects)],
+              "direction": "down", "x": 0.2, "y": 1.16, "xanchor": "left"}]
+    annotations = []
+    for k, sv in enumerate(first):
+        xa, ya = _axes(k)
+        annotations.append({"text": f"<b>{sv.view}</b> · slice {sv.index}", "xref": f"{xa} domain",
+                            "yref": f"{ya} domain", "x": 0.5, "y": 1.0, "yanchor": "bottom", "showarrow": False})
+        for where, (ax_, ay_, xan, yan) in EDGE_SPOTS.items():
+            if sv.edges:
+                annotations.append({"text": f"<b>{sv.edges[where]}</b>", "xref": f"{xa} domain",
+                                    "yref": f"{ya} domain", "x": ax_, "y": ay_, "xanchor": xan, "yanchor": yan,
+                                    "showarrow": False, "font": {"color": "#9fe0ff", "size": 15}})
+    annotations.append({"text": first[0].arrow_caption, "xref": "paper", "yref": "paper", "x": 0.0, "y": -0.06,
+                        "xanchor": "left", "yanchor": "top", "showarrow": False, "font": {"size": 13}})
+    h = max(sv.image.shape[0] for sv in first)
+    px = 1100 / total_w
     fig.update_layout(
-        meta={"n_fixed": n_fixed, "per_state": TRACES_PER_STATE, "n_lams": len(lams), "n_states": n_states,
-              "start": start, "sliders": [slider(ci) for ci in range(len(comps))]},
-        title=title, sliders=[slider(0)], width=max(420, int(520 * w / max(h, w))) + 80,
-        height=max(420, int(520 * h / max(h, w))) + 160, plot_bgcolor="black",
-        updatemenus=[{"buttons": buttons, "direction": "down", "x": 0.0, "y": 1.12, "xanchor": "left"}],
-        margin={"l": 20, "r": 20, "t": 80, "b": 20})
-    fig.update_xaxes(range=[-0.5, w - 0.5], showticklabels=False, showgrid=False, zeroline=False)
-    fig.update_yaxes(range=[h - 0.5, -0.5], showticklabels=False, showgrid=False, zeroline=False,
-                     scaleanchor="x")
+        meta={"n_fixed": N_FIXED, "per_subject": 2 * nv, "arrows_at": arrows_at, "per_arrows": nv * N_ARROW_BINS,
+              "warped_at": warped_at, "per_warped": nv, "n_lams": len(lams), "n_comps": len(comps),
+              "start": start, "comps": comps, "subjects": subjects, "unit": lam_unit},
+        title=title, sliders=[{"active": start, "steps": steps, "currentvalue": {"prefix": prefix},
+                               "pad": {"t": 40}}],
+        updatemenus=menus, annotations=annotations, width=1100 + 180, height=int(h * px) + 300,
+        plot_bgcolor="black", legend={"orientation": "h", "x": 0.45, "y": 1.16, "xanchor": "left"},
+        margin={"l": 20, "r": 20, "t": 130, "b": 90}, font={"size": 13})
+    for k, (sv, dom) in enumerate(zip(first, domains, strict=True)):
+        xa, ya = _axes(k)
+        hh, ww = sv.image.shape
+        fig.update_layout({f"xaxis{'' if k == 0 else k + 1}": {"domain": dom, "range": [-0.5, ww - 0.5],
+                                                                "showticklabels": False, "showgrid": False,
+                                                                "zeroline": False, "anchor": ya},
+                           f"yaxis{'' if k == 0 else k + 1}": {"range": [hh - 0.5, -0.5], "showticklabels": False,
+                                                                "showgrid": False, "zeroline": False,
+                                                                "scaleanchor": xa, "anchor": xa}})
     return fig
 
 
 def write_html(fig: go.Figure, path: str | Path) -> Path:
-    """Self-contained HTML (plotly.js inlined: opens offline, no kaleido/Chrome)."""
+    """The page, with plotly.js written once beside it (``plotly.min.js``: every page of the folder shares
+    it; opens offline, from a file or a server, no CDN)."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.write_html(str(tmp), include_plotlyjs=True, full_html=True, post_script=KEEP_LAMBDA_JS)
+        fig.write_html(str(tmp), include_plotlyjs=False, full_html=True, post_script=CONTROLS_JS)
+    text = path.read_text(encoding="utf-8")
+    tag = '<script src="plotly.min.js"></script>'
+    if tag not in text:  # plotly's "directory" mode would write plotly.min.js next to the *temporary* file
+        with atomic_path(path) as tmp:
+            tmp.write_text(text.replace("<head>", f"<head><meta charset=\"utf-8\" />{tag}", 1), encoding="utf-8")
+    js = path.parent / "plotly.min.js"
+    if not js.is_file():
+        from plotly.offline import get_plotlyjs
+
+        with atomic_path(js) as tmp:
+            tmp.write_text(get_plotlyjs(), encoding="utf-8")
     return path
 
 
-def component_views(model, dec, image, label, components: Sequence[int], lams: Sequence[float], view: str, *,
-                    units: str = "sigma", literal: bool = False, index: int | None = None
-                    ) -> dict[int, list[SliceView]]:
-    """``explorer_figure``'s input: 1-based component -> one SliceView per λ of the 0-based ``components``,
-    decoded as the widget explorer does (``D(λu) − D(0)`` unless ``literal``), slice through the structure."""
+def component_views(model, dec, subjects: Mapping[str, tuple], components: Sequence[int], lams: Sequence[float], *,
+                    views: Sequence[str] = ("sagittal", "coronal", "axial"), units: str = "sigma",
+                    literal: bool = False, arrows: str = "motion", axcodes=None) -> dict[str, dict[int, list]]:
+    """``explorer_figure``'s input: subject -> 1-based component -> per λ the SliceViews of ``views``, of the
+    0-based ``components``, decoded as the widget explorer does (``D(λu) − D(0)`` unless ``literal``); every
+    subject is cut at the first one's slices through the structure.
+
+    Args:
+        subjects: id -> (image, label), ``(D, H, W)`` arrays.
+    """
     from regexplain.viz.slices import slice_view
     from regexplain.viz.widgets import initial_state
 
-    state = initial_state(model, dec, image, label, units=units, literal=literal, view=view, index=index)
-    return {i + 1: [slice_view(state.image, state.label, state.displacement(i, lam), view, state.index)
-                    for lam in lams] for i in components}
+    ids = list(subjects)
+    state = initial_state(model, dec, *subjects[ids[0]], units=units, literal=literal)
+    out: dict[str, dict[int, list]] = {s: {} for s in ids}
+    for i in components:
+        fields = [state.displacement(i, lam) for lam in lams]
+        for s in ids:
+            image, label = subjects[s]
+            out[s][i + 1] = [[slice_view(image, label, f, v, state.indices[v], arrows=arrows, axcodes=axcodes)
+                              for v in views] for f in fields]
+    return out

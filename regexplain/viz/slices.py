@@ -5,20 +5,27 @@ Pure and matplotlib-only: every paper figure, the ipywidgets explorer and the ap
 
 Orientation: a view fixes one array axis (:data:`regexplain.spatial.VIEW_AXIS`); the two remaining axes,
 in increasing order, become (row, col) of the 2-D slice, drawn with ``imshow``'s default origin (row 0 at
-the top). Arrows are the displacement ``u = phi - x`` in voxels (``warped(x) = moving(x + u(x))``), so an
-arrow points to where the warped image reads its intensity from.
+the top); orientation letters (S/I, A/P, L/R) at the panel's edges come from the image affine
+(:func:`regexplain.spatial.view_edge_letters`). Arrows show, by default, the *motion* of the structure
+(:func:`regexplain.spatial.motion_field`: they start on the moving anatomy and point where it lands, red
+contour to gold); ``arrows="sampling"`` shows the sampling offset ``u = phi - x`` in voxels instead
+(``warped(x) = moving(x + u(x))``: an arrow points to where the warped image reads its intensity from).
+:data:`regexplain.spatial.ARROW_MODES` words each for captions.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from matplotlib.axes import Axes
 from matplotlib.colors import LinearSegmentedColormap
 
-from regexplain.spatial import VIEW_AXIS, displacement_to_map, warp
+if TYPE_CHECKING:  # matplotlib.axes costs a second to import; the explorer's raster pictures never need it
+    from matplotlib.axes import Axes
+
+from regexplain.spatial import ARROW_MODES, VIEW_AXIS, displacement_to_map, motion_field, view_edge_letters, warp
 
 #: Displacement-norm colours: dark red = smallest, white = largest (paper Fig. 2).
 ARROW_CMAP = LinearSegmentedColormap.from_list("regexplain_red_white", ["#7a0000", "#ff2a2a", "#ffb0a0",
@@ -35,10 +42,12 @@ class SliceView:
         image: ``(h, w)`` moving-image intensities.
         moving_label: ``(h, w)`` integer labels of the moving image.
         warped_label: ``(h, w)`` labels after warping by the displacement.
-        arrows: ``(2, h, w)`` in-plane displacement in voxels, (row, col) components.
-        norm: ``(h, w)`` full 3-D displacement norm in voxels (colours the arrows).
+        arrows: ``(2, h, w)`` in-plane arrows in voxels, (row, col) components, as ``arrow_mode`` says.
+        norm: ``(h, w)`` full 3-D norm of the drawn field in voxels (colours the arrows).
         view: ``"sagittal"``, ``"coronal"`` or ``"axial"``.
         index: slice index along the fixed axis.
+        arrow_mode: ``"motion"`` or ``"sampling"`` (:data:`regexplain.spatial.ARROW_MODES`).
+        edges: orientation letters ``{"top", "bottom", "left", "right"}``, or None when unknown.
     """
     image: np.ndarray
     moving_label: np.ndarray
@@ -47,6 +56,12 @@ class SliceView:
     norm: np.ndarray
     view: str
     index: int
+    arrow_mode: str = "motion"
+    edges: dict[str, str] | None = None
+
+    @property
+    def arrow_caption(self) -> str:
+        return ARROW_MODES[self.arrow_mode]
 
 
 def _as_numpy(x, name: str, ndim: int) -> np.ndarray:
@@ -76,16 +91,22 @@ def default_index(label: np.ndarray, axis: int) -> int:
     return int(best[np.argmin(np.abs(best - centroid))])
 
 
-def slice_view(image, label, disp, view: str, index: int | None = None) -> SliceView:
+def slice_view(image, label, disp, view: str, index: int | None = None, *, arrows: str = "motion",
+               axcodes=None, motion: np.ndarray | None = None) -> SliceView:
     """Cut one slice out of a 3-D registration.
 
     Args:
         image: ``(D, H, W)`` moving image (numpy or torch; leading singleton axes are dropped).
         label: ``(D, H, W)`` integer labels of the moving image.
-        disp: ``(3, D, H, W)`` displacement in voxels, channels (D, H, W).
+        disp: ``(3, D, H, W)`` sampling displacement ``u`` in voxels, channels (D, H, W).
         view: ``"sagittal"`` (fixes axis 0), ``"coronal"`` (axis 1) or ``"axial"`` (axis 2).
         index: slice along the fixed axis; by default through the label centroid.
+        arrows: ``"motion"`` (default: where the structure goes) or ``"sampling"`` (``u`` itself).
+        axcodes: the image's axis codes (:func:`regexplain.spatial.axis_codes`) for orientation letters.
+        motion: ``motion_field(disp)`` when the caller already has it (one per field, shared by views).
     """
+    if arrows not in ARROW_MODES:
+        raise ValueError(f"unknown arrows {arrows!r}; expected one of {sorted(ARROW_MODES)}")
     if view not in VIEW_AXIS:
         raise ValueError(f"unknown view {view!r}; expected one of {sorted(VIEW_AXIS)}")
     img = _as_numpy(image, "image", 3).astype(np.float32)
@@ -102,15 +123,42 @@ def slice_view(image, label, disp, view: str, index: int | None = None) -> Slice
     cut = [slice(None)] * 3
     cut[axis] = idx
     cut = tuple(cut)
+    if arrows == "sampling":
+        drawn = u[:, cut[0], cut[1], cut[2]]
+    elif motion is not None:
+        drawn = np.asarray(motion)[:, cut[0], cut[1], cut[2]]
+    else:  # the motion at this slice's points only: a 2-D fixed point, not the whole volume's
+        grid = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float32) for n in img.shape], indexing="ij"))
+        drawn = motion_field(u, points=grid[:, cut[0], cut[1], cut[2]])
     return SliceView(
         image=img[cut],
         moving_label=lab[cut],
         warped_label=warped[cut],
-        arrows=np.stack([u[a][cut] for a in in_plane]),
-        norm=np.linalg.norm(u, axis=0)[cut],
+        arrows=np.stack([drawn[a] for a in in_plane]),
+        norm=np.linalg.norm(drawn, axis=0),
         view=view,
         index=idx,
+        arrow_mode=arrows,
+        edges=None if axcodes is None else view_edge_letters(axcodes, view),
     )
+
+
+def contour_xy(label: np.ndarray) -> tuple[list[float | None], list[float | None]]:
+    """Boundary lines of every foreground label as x (col), y (row) lists separated by ``None`` (contourpy,
+    matplotlib's own contour engine; the plotly page and the explorer's raster pictures draw them)."""
+    import contourpy
+
+    xs: list[float | None] = []
+    ys: list[float | None] = []
+    z = np.asarray(label, dtype=float)
+    if z.max() <= 0:
+        return xs, ys
+    gen = contourpy.contour_generator(z=z)
+    for level in np.arange(int(z.max())) + 0.5:
+        for line in gen.lines(level):
+            xs += line[:, 0].tolist() + [None]
+            ys += line[:, 1].tolist() + [None]
+    return xs, ys
 
 
 def _contour(ax: Axes, label: np.ndarray, color: str, lw: float) -> None:
@@ -139,22 +187,47 @@ def plot_slice_view(ax: Axes, sv: SliceView, *, arrow_step: int = 3, show_arrows
     ax.set_ylim(sv.image.shape[0] - 0.5, -0.5)
     ax.set_xticks([])
     ax.set_yticks([])
+    if sv.edges:
+        _orientation_letters(ax, sv.edges)
     if title is not None:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=11)
     return ax
 
 
+def _orientation_letters(ax: Axes, edges: dict[str, str]) -> None:
+    import matplotlib.patheffects as pe
+
+    outline = [pe.withStroke(linewidth=2.5, foreground="black")]
+    for where, (x, y, ha, va) in {"top": (0.5, 0.99, "center", "top"), "bottom": (0.5, 0.01, "center", "bottom"),
+                                  "left": (0.01, 0.5, "left", "center"),
+                                  "right": (0.99, 0.5, "right", "center")}.items():
+        ax.text(x, y, edges[where], transform=ax.transAxes, ha=ha, va=va, color="#9fe0ff", fontsize=11,
+                fontweight="bold", path_effects=outline)
+
+
+#: The longest arrow of a picture spans this share of the arrow spacing: arrows never overlap their
+#: neighbours, and the scale factor is printed beside the colour bar.
+ARROW_FILL = 0.9
+
+
 def auto_arrow_scale(longest: float, step: int) -> float:
-    """Arrow length multiplier: true length, unless the longest arrow is under ``step`` voxels, in which
-    case small fields are stretched so it spans ``step`` (the default of every arrow drawing)."""
-    return 1.0 if longest >= step else step / max(longest, 1e-6)
+    """Arrow length multiplier: the longest arrow spans :data:`ARROW_FILL` of the spacing ``step``
+    (shrunk or stretched; the default of every arrow drawing, printed beside the colour bar)."""
+    return ARROW_FILL * step / max(longest, 1e-6)
+
+
+def arrow_grid(shape: tuple[int, int], step: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of the arrows' tails: one every ``step`` voxels, the grid centred on the slice."""
+    step = max(int(step), 1)
+    r0, c0 = (shape[0] - 1) % step // 2, (shape[1] - 1) % step // 2
+    return np.mgrid[r0:shape[0]:step, c0:shape[1]:step]
 
 
 def _arrows(ax: Axes, sv: SliceView, step: int, scale: float | None, vmax: float | None) -> None:
     step = max(int(step), 1)
-    rows, cols = np.mgrid[0:sv.image.shape[0]:step, 0:sv.image.shape[1]:step]
-    du, dv = sv.arrows[0][::step, ::step], sv.arrows[1][::step, ::step]
-    norm = sv.norm[::step, ::step]
+    rows, cols = arrow_grid(sv.image.shape, step)
+    du, dv = sv.arrows[0][rows, cols], sv.arrows[1][rows, cols]
+    norm = sv.norm[rows, cols]
     if scale is None:
         scale = auto_arrow_scale(float(np.hypot(du, dv).max()) if du.size else 0.0, step)
     vmax = float(sv.norm.max()) if vmax is None else vmax
@@ -165,4 +238,5 @@ def _arrows(ax: Axes, sv: SliceView, step: int, scale: float | None, vmax: float
         return
     # quiver's own scale divides: 1/scale lengthens; 'xy' keeps (row, col) directions right on a flipped y
     ax.quiver(cols, rows, dv, du, norm, cmap=ARROW_CMAP, clim=(0.0, max(vmax, 1e-6)), angles="xy",
-              scale_units="xy", scale=1.0 / scale, width=0.006, headwidth=3.5)
+              scale_units="xy", scale=1.0 / scale, width=0.008, headwidth=4.0, headlength=4.5,
+              headaxislength=4.0, minlength=0.5)
