@@ -74,7 +74,8 @@ def _pair(tmp_path, image, label, label_affine=None):
 def test_read_volume_ok(tmp_path):
     lab = np.zeros((4, 4, 4), np.uint8)
     lab[1, 1, 1], lab[2, 2, 2] = 1, 2
-    v = read_volume("s", *_pair(tmp_path, np.ones((4, 4, 4), np.float32), lab))
+    img = np.arange(64, dtype=np.float32).reshape(4, 4, 4)     # not constant: a constant image is refused
+    v = read_volume("s", *_pair(tmp_path, img, lab))
     np.testing.assert_array_equal(v.label, lab)
     assert v.group == "s" and v.spacing == (1.0, 1.0, 1.0) and v.label.dtype == np.uint8
 
