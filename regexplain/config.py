@@ -24,6 +24,7 @@ PROFILE_DIR = Path(__file__).parent / "profiles"
 PRECISIONS = ("float32", "bfloat16")  # inference precisions of RegistrationNet.register
 ACTIVATIONS = ("sigmoid", "softplus")    # decoder gradient activations (see regexplain.model)
 SMOOTHNESS = ("l1_identity", "squared_diff")   # smoothness terms (see regexplain.losses)
+LNCC_FLAT = ("voxelmorph", "monai")            # LNCC's guard against flat windows (see regexplain.losses)
 PHANTOM_REGIMES = ("calibrated", "pose", "msd_like")   # regexplain.data.synthetic.REGIMES (kept in sync by a test)
 
 
@@ -85,6 +86,7 @@ class LossConfig:
     deep_terms: tuple[str, ...] = ("sim",)   # with model.deep_supervision: terms averaged over the levels
                                              # (authors: the image similarity only); may add "seg"
     lncc_window: int = 9
+    lncc_flat: str = "voxelmorph"    # authors' (VoxelMorph's) cross^2/(var var + eps); "monai": eps floors each var
 
 
 @dataclass
@@ -197,6 +199,7 @@ def validate(cfg: Config, source: str = "config") -> Config:
          f"downsampling), got {list(m.convs_per_level)}")
     need(m.activation in ACTIVATIONS, f"model.activation must be one of {ACTIVATIONS}, got {m.activation!r}")
     need(lo.smoothness in SMOOTHNESS, f"loss.smoothness must be one of {SMOOTHNESS}, got {lo.smoothness!r}")
+    need(lo.lncc_flat in LNCC_FLAT, f"loss.lncc_flat must be one of {LNCC_FLAT}, got {lo.lncc_flat!r}")
     need(d.num_labels >= 2, f"data.num_labels must be >= 2, got {d.num_labels}")
     need(d.n_train > 0 and d.n_val > 0, "data.n_train and data.n_val must be positive")
     need(len(d.split) in (0, 2) and all(0 < f < 1 for f in d.split) and sum(d.split) <= 1 + 1e-9,
