@@ -65,7 +65,7 @@ class MonaiLoss:
             seg = self.dice(warped, torch.cat([fixed_onehot, moving_onehot]).to(phi.dtype))
             total, terms["seg"] = total + 2 * cfg.seg * seg, 2 * float(seg.detach())
         if cfg.smooth > 0:
-            smooth = smoothness(out.grads_mf) + smoothness(out.grads_fm)
+            smooth = smoothness(out.grads_mf, cfg.smoothness) + smoothness(out.grads_fm, cfg.smoothness)
             total, terms["smooth"] = total + cfg.smooth * smooth, float(smooth.detach())
         if cfg.jac > 0:
             jac = 2 * F.relu(JAC_MARGIN - jacobian_determinant(phi)).mean()
