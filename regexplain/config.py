@@ -100,7 +100,8 @@ class TrainConfig:
     n_val_pairs: int = 30
     seed: int = 0
     amp: bool = True                 # bf16 autocast on CUDA only
-    threads: int = 0                 # torch CPU threads; 0 keeps torch's default
+    threads: int = 0                 # torch CPU threads per process; 0: torch's default (1 per spawned rank)
+    processes: int = 1               # CPU data-parallel ranks spawned by the trainer (batch split over them)
 
 
 @dataclass
@@ -213,6 +214,10 @@ def validate(cfg: Config, source: str = "config") -> Config:
          f"loss.lncc_window must be odd and >= 3, got {lo.lncc_window}")
     need(t.lr > 0, f"train.lr must be > 0, got {t.lr}")
     need(t.batch_size >= 1, f"train.batch_size must be >= 1, got {t.batch_size}")
+    need(t.processes >= 1, f"train.processes must be >= 1, got {t.processes}")
+    need(t.batch_size % t.processes == 0,
+         f"train.batch_size {t.batch_size} must be a multiple of train.processes {t.processes} (each process "
+         "trains on an equal share of the batch)")
     need(t.steps >= 1, f"train.steps must be >= 1, got {t.steps}")
     need(t.max_minutes >= 0, f"train.max_minutes must be >= 0, got {t.max_minutes}")
     need(t.val_every >= 1 and t.checkpoint_every >= 1, "train.val_every and checkpoint_every must be >= 1")
