@@ -25,6 +25,7 @@ PRECISIONS = ("float32", "bfloat16")  # inference precisions of RegistrationNet.
 ACTIVATIONS = ("sigmoid", "softplus")    # decoder gradient activations (see regexplain.model)
 SMOOTHNESS = ("l1_identity", "squared_diff")   # smoothness terms (see regexplain.losses)
 LNCC_FLAT = ("voxelmorph", "monai")            # LNCC's guard against flat windows (see regexplain.losses)
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")   # the network's tensors in training
 PHANTOM_REGIMES = ("calibrated", "pose", "msd_like")   # regexplain.data.synthetic.REGIMES (kept in sync by a test)
 
 
@@ -102,6 +103,7 @@ class TrainConfig:
     amp: bool = True                 # bf16 autocast on CUDA only
     threads: int = 0                 # torch CPU threads per process; 0: torch's default (1 per spawned rank)
     processes: int = 1               # CPU data-parallel ranks spawned by the trainer (batch split over them)
+    memory_format: str = "auto"      # auto: channels_last_3d on the CPU, contiguous on CUDA; or either one
 
 
 @dataclass
@@ -214,6 +216,8 @@ def validate(cfg: Config, source: str = "config") -> Config:
          f"loss.lncc_window must be odd and >= 3, got {lo.lncc_window}")
     need(t.lr > 0, f"train.lr must be > 0, got {t.lr}")
     need(t.batch_size >= 1, f"train.batch_size must be >= 1, got {t.batch_size}")
+    need(t.memory_format in MEMORY_FORMATS,
+         f"train.memory_format must be one of {MEMORY_FORMATS}, got {t.memory_format!r}")
     need(t.processes >= 1, f"train.processes must be >= 1, got {t.processes}")
     need(t.batch_size % t.processes == 0,
          f"train.batch_size {t.batch_size} must be a multiple of train.processes {t.processes} (each process "

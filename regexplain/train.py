@@ -245,8 +245,11 @@ class Trainer:
         runtime.set_threads(cfg.train.threads)
         runtime.seed_everything(cfg.train.seed)      # same initial weights on every rank
         self.model = RegistrationNet.from_config(cfg).to(self.device)
-        # channels_last_3d: 1.1-1.5x faster CPU steps (benchmarks/train_step.py); unmeasured on CUDA
-        self.memory_format = torch.channels_last_3d if self.device.type == "cpu" else torch.contiguous_format
+        # channels_last_3d: 1.1-1.5x faster CPU steps (benchmarks/train_step.py); on CUDA opt-in until measured
+        # (train.memory_format; `make gpu-check` times it)
+        fmt = cfg.train.memory_format
+        cl = fmt == "channels_last" or (fmt == "auto" and self.device.type == "cpu")
+        self.memory_format = torch.channels_last_3d if cl else torch.contiguous_format
         self.model = self.model.to(memory_format=self.memory_format)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.train.lr)
         self.start, self.elapsed0, self.metrics = 0, 0.0, {}
