@@ -79,8 +79,7 @@ def _rank_main(rank: int, world: int, port: int, cfg, run_dir: str, resume: bool
 def spawn_training(cfg, run_dir: Path, resume: bool, data, progress: bool, world: int) -> dict[str, Any]:
     """Train ``cfg`` into ``run_dir`` with ``world`` spawned CPU ranks; return rank 0's final metrics.
 
-    ``data`` (the ``(train, val)`` VolumeSets or ``None``) is sent to every rank; ``None`` lets each rank
-    read the data folder itself.
+    ``data``: the ``(train, val)`` VolumeSets, sent to every rank; ``None`` reads ``cfg.data`` here first.
 
     Raises:
         RegexplainError: the error a rank raised (e.g. :class:`TrainingError` for a non-finite loss).
@@ -88,6 +87,9 @@ def spawn_training(cfg, run_dir: Path, resume: bool, data, progress: bool, world
     """
     import torch.multiprocessing as mp
 
+    if data is None:                 # read and preprocess once, here: a bad folder fails before any rank starts
+        from regexplain.data.pairs import load_splits
+        data = load_splits(cfg.data)
     ctx = mp.get_context("spawn")
     errors = ctx.SimpleQueue()
     saved = {k: os.environ.get(k) for k in RANK_ENV}
