@@ -111,6 +111,26 @@ def test_train_processes_spawns_ranks_that_log_the_whole_batch(tmp_path):
     assert not list((tmp_path / "p2").glob("*.tmp"))
 
 
+@pytest.mark.slow
+def test_spawned_run_resumes_bit_for_bit(tmp_path):
+    """Two spawned ranks: 2 steps then a resume to 4 give the weights of 4 uninterrupted steps."""
+    from test_train import blobs
+
+    from regexplain.config import load_config
+    from regexplain.train import train
+
+    data = (blobs(8, seed=0), blobs(4, seed=1))
+
+    def cfg(steps):
+        return load_config("smoke", "hippocampus", {"train": {"steps": steps, "processes": 2, "batch_size": 4,
+                                                              "checkpoint_every": 2}})
+    train(cfg(4), tmp_path / "straight", device="cpu", data=data, progress=False)
+    train(cfg(2), tmp_path / "resumed", device="cpu", data=data, progress=False)
+    train(cfg(4), tmp_path / "resumed", resume=True, device="cpu", data=data, progress=False)
+    a, b = (read_checkpoint(tmp_path / n)["model"] for n in ("straight", "resumed"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_unequal_shares_are_refused():
     from regexplain.config import ConfigError, load_config
     from regexplain.parallel import batch_share
