@@ -13,7 +13,8 @@ per-round ratios:
   with ``PYTHONPATH`` on it), its defaults: one process, torch's default threads (2 on 2 cores), OpenMP's
   default wait policy;
 * ``now, 2 processes``: this checkout, ``train.processes: 2`` (one thread each, OpenMP waits passively);
-* ``now, 1 process``: this checkout, one process with torch's default threads, for reference.
+* ``now, 1 process``: this checkout, one process with torch's default threads and passive OpenMP waits (as
+  ``regexplain train`` sets them), for reference.
 
 Samples per second = batch / step time (equal steps and batch in every variant). Goal: >= 2x d2855ba on
 2 cores. Needs git and the commit in this checkout's history; ``--base-dir`` takes an extracted copy.
@@ -74,12 +75,14 @@ def base_tree(commit: str, into: Path) -> Path:
     return into
 
 
-def run_variant(pythonpath: Path, run: Path, steps: int, processes: int, profile: str) -> dict:
+def run_variant(pythonpath: Path, run: Path, steps: int, processes: int, profile: str, passive: bool) -> dict:
     import os
 
     env = {**os.environ, "PYTHONPATH": str(pythonpath)}
     for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "REGEXPLAIN_THREADS"):   # each variant's own defaults
         env.pop(k, None)
+    if passive:                              # what `regexplain train` sets now (regexplain.cli.main)
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
     proc = subprocess.run([sys.executable, "-c", RUNNER, str(run), str(steps), str(processes), profile],
                           env=env, capture_output=True, text=True, cwd=run.parent)
     if proc.returncode:
@@ -110,7 +113,7 @@ def main() -> None:
         for r in range(rounds):
             for name, (path, procs) in variants.items():
                 run = tmp / "runs" / f"run_{r}_{len(times[name])}_{procs}"
-                out = run_variant(path, run, steps, procs, profile)
+                out = run_variant(path, run, steps, procs, profile, passive=path == ROOT)
                 times[name].append(out["step_s"])
                 batch = out["batch"]
                 print(f"round {r + 1}/{rounds} {name}: {out['step_s']:.3f} s/step ({out['package']})", flush=True)
