@@ -91,8 +91,8 @@ def test_bad_executor_options():
 def test_study_with_two_local_jobs(tmp_path):
     from regexplain import study
 
-    res = study.run_study("smoke", tmp_path, seeds=(0, 1, 2), n_null=10, progress=False, log=lambda _m: None,
-                          executor=executors.local_processes(jobs=2))
+    res = study.run_study("smoke", tmp_path, seeds=(0, 1, 2), regime="pose", n_null=10, progress=False,
+                          log=lambda _m: None, executor=executors.local_processes(jobs=2))
     base = tmp_path / "pose"
     assert sorted(p.name for p in (base / "runs").iterdir()) == [f"{a}_seed{s}" for a in ("noskip", "skip")
                                                                 for s in (0, 1, 2)]

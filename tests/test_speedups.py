@@ -45,13 +45,16 @@ def test_register_one_direction_equals_forward(skip):
     assert (ref - net.register(m, f)).abs().max() < 1e-5
 
 
-@pytest.mark.parametrize("skip", [False, True])
-def test_register_batch_1_equals_one_direction_decode(skip):
+@pytest.mark.parametrize("skip, convs", [(False, ()), (True, ()), (False, (1, 2, 3)), (True, (2, 3, 2))])
+def test_register_batch_1_equals_one_direction_decode(skip, convs):
     """At batch 1 on the CPU the decoder runs its small layers on a batch of two halves (oneDNN instead of
-    PyTorch's native 3-D convolution); the map equals every layer at batch 1 (native kernels) to 1e-5 voxel."""
+    PyTorch's native 3-D convolution; blocks of several convolutions borrow one plane per convolution); the
+    map equals every layer at batch 1 (native kernels) to 1e-5 voxel."""
     from unittest import mock
 
-    net = _trained_like((8, 16, 32, 32), skip)
+    torch.manual_seed(0)
+    net = RegistrationNet((8, 16, 32, 32), skip_connections=skip, convs_per_level=convs).eval()
+    torch.nn.init.normal_(net.decoder.head.weight, std=0.05)
     m, f = _pair(32, batch=1)
     with mock.patch("regexplain.model._ONEDNN_MIN_NCDH", -1):
         ref = net.register(m, f)
