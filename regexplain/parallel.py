@@ -16,9 +16,12 @@ again in the parent, so the message is the one a single-process run gives.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +79,26 @@ def _rank_main(rank: int, world: int, port: int, cfg, run_dir: str, resume: bool
         raise
 
 
+@contextlib.contextmanager
+def _main_not_rerun() -> Iterator[None]:
+    """While ranks are started: hide the parent's ``__main__`` from multiprocessing's spawn, which would
+    otherwise run the user's script (or ``-m`` module) again in every rank, so that a script calling
+    :func:`regexplain.train.train` without an ``if __name__ == "__main__":`` guard would start a second
+    training inside each rank. The ranks need nothing from it: their function and arguments live in
+    regexplain and torch."""
+    main = sys.modules.get("__main__")
+    hidden = {k: main.__dict__.pop(k) for k in ("__file__",) if main is not None and k in main.__dict__}
+    spec = getattr(main, "__spec__", None)
+    if main is not None:
+        main.__spec__ = None
+    try:
+        yield
+    finally:
+        if main is not None:
+            main.__dict__.update(hidden)
+            main.__spec__ = spec
+
+
 def spawn_training(cfg, run_dir: Path, resume: bool, data, progress: bool, world: int) -> dict[str, Any]:
     """Train ``cfg`` into ``run_dir`` with ``world`` spawned CPU ranks; return rank 0's final metrics.
 
@@ -86,6 +109,7 @@ def spawn_training(cfg, run_dir: Path, resume: bool, data, progress: bool, world
         TrainingError: a rank died without one (its traceback is in the message).
     """
     import torch.multiprocessing as mp
+    from torch.multiprocessing.spawn import ProcessException
 
     if data is None:                 # read and preprocess once, here: a bad folder fails before any rank starts
         from regexplain.data.pairs import load_splits
@@ -95,9 +119,13 @@ def spawn_training(cfg, run_dir: Path, resume: bool, data, progress: bool, world
     saved = {k: os.environ.get(k) for k in RANK_ENV}
     os.environ.update(RANK_ENV)                      # read by each rank's OpenMP runtime as it loads
     try:
-        mp.start_processes(_rank_main, args=(world, _free_port(), cfg, str(run_dir), resume, data, progress,
-                                             errors), nprocs=world, start_method="spawn")
-    except mp.ProcessException as e:
+        with _main_not_rerun():
+            ranks = mp.start_processes(_rank_main, args=(world, _free_port(), cfg, str(run_dir), resume, data,
+                                                         progress, errors), nprocs=world, join=False,
+                                       start_method="spawn")
+        while not ranks.join():
+            pass
+    except ProcessException as e:
         if not errors.empty():
             raise errors.get() from None
         raise TrainingError(f"{run_dir}: a training process failed ({world} processes, train.processes): "

@@ -131,6 +131,48 @@ def test_spawned_run_resumes_bit_for_bit(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
+def test_a_rank_error_is_raised_again_in_the_parent(tmp_path):
+    """A rank that cannot resume stops the run with the single-process run's error, not a traceback."""
+    from test_train import blobs
+
+    from regexplain.config import load_config
+    from regexplain.errors import TrainingError
+    from regexplain.train import train
+
+    data = (blobs(8, seed=0), blobs(4, seed=1))
+    cfg = load_config("smoke", "hippocampus", {"train": {"steps": 2, "processes": 2}})
+    train(cfg, tmp_path / "run", device="cpu", data=data, progress=False)
+    other = load_config("smoke", "hippocampus", {"train": {"steps": 4, "processes": 2},
+                                                 "model": {"channels": [4, 8, 16]}})
+    with pytest.raises(TrainingError, match="cannot resume"):
+        train(other, tmp_path / "run", resume=True, device="cpu", data=data, progress=False)
+    assert read_checkpoint(tmp_path / "run")["step"] == 2
+
+
+SCRIPT = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {tests!r})
+    from test_train import blobs
+    from regexplain.config import load_config
+    from regexplain.train import train
+
+    # no `if __name__ == "__main__":` guard: the ranks must not run this script again
+    cfg = load_config("smoke", "hippocampus", {{"train": {{"steps": 2, "processes": 2}}}})
+    m = train(cfg, sys.argv[1], device="cpu", data=(blobs(8, seed=0), blobs(4, seed=1)), progress=False)
+    print("world", m["world_size"])
+""")
+
+
+@pytest.mark.slow
+def test_spawning_script_needs_no_main_guard(tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT.format(tests=str(Path(__file__).parent)))
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "run")], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0 and "world 2" in proc.stdout, proc.stderr[-3000:]
+
+
 def test_unequal_shares_are_refused():
     from regexplain.config import ConfigError, load_config
     from regexplain.parallel import batch_share
