@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from regexplain.errors import TrainingError, UsageError
+from regexplain.parallel import main_not_rerun
 
 Runner = Callable[[Sequence["TrainingJob"]], list[str]]
 
@@ -85,7 +86,8 @@ def local_processes(jobs: int, threads: int = 1) -> Runner:
         errors: dict[int, BaseException] = {}
         workers = min(jobs, max(len(todo), 1))
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as ex:
-            futures = {i: ex.submit(train_job, j) for i, j in enumerate(todo)}
+            with main_not_rerun():         # the workers start here; they need nothing from the caller's script
+                futures = {i: ex.submit(train_job, j) for i, j in enumerate(todo)}
             for i, f in futures.items():
                 try:
                     out[i] = f.result()

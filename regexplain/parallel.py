@@ -80,7 +80,7 @@ def _rank_main(rank: int, world: int, port: int, cfg, run_dir: str, resume: bool
 
 
 @contextlib.contextmanager
-def _main_not_rerun() -> Iterator[None]:
+def main_not_rerun() -> Iterator[None]:
     """While ranks are started: hide the parent's ``__main__`` from multiprocessing's spawn, which would
     otherwise run the user's script (or ``-m`` module) again in every rank, so that a script calling
     :func:`regexplain.train.train` without an ``if __name__ == "__main__":`` guard would start a second
@@ -119,7 +119,7 @@ def spawn_training(cfg, run_dir: Path, resume: bool, data, progress: bool, world
     saved = {k: os.environ.get(k) for k in RANK_ENV}
     os.environ.update(RANK_ENV)                      # read by each rank's OpenMP runtime as it loads
     try:
-        with _main_not_rerun():
+        with main_not_rerun():
             ranks = mp.start_processes(_rank_main, args=(world, _free_port(), cfg, str(run_dir), resume, data,
                                                          progress, errors), nprocs=world, join=False,
                                        start_method="spawn")
