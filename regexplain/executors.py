@@ -119,7 +119,11 @@ def submitit_jobs(folder: str | Path, *, cluster: str | None = "slurm", partitio
     def run(todo: Sequence[TrainingJob]) -> list[str]:
         if not todo:
             return []
-        ex = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+        try:
+            ex = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+        except RuntimeError as e:       # e.g. 'Could not detect "srun"' away from a SLURM cluster
+            raise UsageError(f"--executor slurm: {e} (run the study on the cluster's login node, or use "
+                             "--executor local)") from e
         params: dict[str, Any] = {"timeout_min": int(time_min), "cpus_per_task": int(cpus), "name": "regexplain"}
         if gpus:
             params["gpus_per_node"] = int(gpus)

@@ -80,11 +80,19 @@ def test_failed_jobs_are_named_and_the_others_finish(smoke_jobs, tmp_path):
     assert runs.run_finished(tmp_path / "good")
 
 
-def test_bad_executor_options():
+def test_bad_executor_options(tmp_path):
+    import shutil
+
     from regexplain.errors import UsageError
 
     with pytest.raises(UsageError, match="--jobs"):
         executors.local_processes(jobs=0)
+    pytest.importorskip("submitit", reason="submitit comes with the test and cluster extras")
+    if shutil.which("srun") is None:           # away from a SLURM cluster: one clear line, nothing trained
+        job = executors.job_for(load_config("smoke"), tmp_path / "run")
+        with pytest.raises(UsageError, match="--executor slurm.*srun"):
+            executors.submitit_jobs(tmp_path / "logs")([job])
+        assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow
