@@ -123,14 +123,23 @@ def spawn_training(cfg, run_dir: Path, resume: bool, data, progress: bool, world
             ranks = mp.start_processes(_rank_main, args=(world, _free_port(), cfg, str(run_dir), resume, data,
                                                          progress, errors), nprocs=world, join=False,
                                        start_method="spawn")
-        while not ranks.join():
-            pass
+        try:
+            while not ranks.join():
+                pass
+        except BaseException:       # a failed rank, or this process interrupted (Ctrl-C, SIGTERM): no rank
+            for p in ranks.processes:   # may train on without the parent that holds the run folder's lock
+                if p.is_alive():
+                    p.terminate()
+            for p in ranks.processes:
+                p.join(30)
+            raise
     except ProcessException as e:
         if not errors.empty():
             raise errors.get() from None
         raise TrainingError(f"{run_dir}: a training process failed ({world} processes, train.processes): "
                             f"{str(e).strip().splitlines()[-1] if str(e).strip() else e}") from e
     finally:
+        errors.close()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)

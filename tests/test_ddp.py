@@ -190,3 +190,41 @@ def _initial_weights():
 
     torch.manual_seed(load_config("smoke").train.seed)
     return RegistrationNet.from_config(load_config("smoke")).state_dict()
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_parent_stops_its_ranks(tmp_path):
+    """`kill PID` of a `regexplain train` with spawned ranks: the ranks stop with it (none trains on
+    without the process holding the run folder's lock), one line, exit 128 + 15."""
+    import signal
+    import time
+
+    import yaml
+
+    from regexplain.config import PROFILE_DIR
+
+    profile = yaml.safe_load((PROFILE_DIR / "smoke.yaml").read_text())
+    profile["common"]["train"].update(steps=100000, processes=2, checkpoint_every=100000, val_every=100000)
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(profile))
+    from regexplain.data.synthetic import synthesize_hippocampus
+
+    synthesize_hippocampus(tmp_path / "data", n=8, seed=0, progress=False)
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "regexplain.cli", "train", "--profile", str(tmp_path / "p.yaml"),
+                             "--data", str(tmp_path / "data"), "--out", str(run)], stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 120
+    while not ((run / "log.jsonl").is_file() and (run / "log.jsonl").stat().st_size) and time.time() < deadline:
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        time.sleep(0.5)
+    assert (run / "log.jsonl").is_file(), "the ranks never started a step"
+    children = subprocess.run(["pgrep", "-f", "-P", str(proc.pid), "spawn_main"], capture_output=True,
+                              text=True).stdout.split()
+    assert len(children) == 2
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM and "interrupted by SIGTERM" in err
+    time.sleep(1)
+    alive = [c for c in children if Path(f"/proc/{c}").exists()
+             and "Z" not in Path(f"/proc/{c}/stat").read_text().split()[2]]
+    assert not alive, f"ranks {alive} still run"
