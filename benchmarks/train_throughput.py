@@ -3,7 +3,8 @@
     python benchmarks/train_throughput.py [--quick] [--steps 30] [--rounds 3] [--base d2855ba]
 
 Each variant is a real ``regexplain.train.train`` of the quick hippocampus profile (32^3, batch 4, the
-authors' augmentation, every loss term) on the same random volumes, in its own Python process, for
+authors' augmentation forced on both sides with ``data.augment.prob: 1`` since the quick default dropped it,
+every loss term) on the same random volumes, in its own Python process, for
 ``--steps`` steps without intermediate validation; a variant's step time is the median of the per-step
 ``seconds`` of its ``log.jsonl`` (the first 3 steps left out), so process start and the final validation
 are not counted. Variants, run in alternated rounds (A B C A B C ...) and compared by the median of the
@@ -43,7 +44,8 @@ RUNNER = textwrap.dedent("""
     from regexplain.train import train
 
     run, steps, processes = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-    over = {"train": {"steps": steps, "val_every": 10 ** 6, "checkpoint_every": 10 ** 6, "n_val_pairs": 2}}
+    over = {"train": {"steps": steps, "val_every": 10 ** 6, "checkpoint_every": 10 ** 6, "n_val_pairs": 2},
+            "data": {"augment": {"prob": 1.0}}}   # both sides augment (d2855ba's quick default; main's is 0)
     if processes:
         over["train"]["processes"] = processes
     cfg = load_config(sys.argv[4], "hippocampus", over)
