@@ -24,6 +24,8 @@ PROFILE_DIR = Path(__file__).parent / "profiles"
 PRECISIONS = ("float32", "bfloat16")  # inference precisions of RegistrationNet.register
 ACTIVATIONS = ("sigmoid", "softplus")    # decoder gradient activations (see regexplain.model)
 SMOOTHNESS = ("l1_identity", "squared_diff")   # smoothness terms (see regexplain.losses)
+LNCC_FLAT = ("voxelmorph", "monai")            # LNCC's guard against flat windows (see regexplain.losses)
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")   # the network's tensors in training
 PHANTOM_REGIMES = ("calibrated", "pose", "msd_like")   # regexplain.data.synthetic.REGIMES (kept in sync by a test)
 
 
@@ -85,6 +87,7 @@ class LossConfig:
     deep_terms: tuple[str, ...] = ("sim",)   # with model.deep_supervision: terms averaged over the levels
                                              # (authors: the image similarity only); may add "seg"
     lncc_window: int = 9
+    lncc_flat: str = "voxelmorph"    # authors' (VoxelMorph's) cross^2/(var var + eps); "monai": eps floors each var
 
 
 @dataclass
@@ -98,7 +101,9 @@ class TrainConfig:
     n_val_pairs: int = 30
     seed: int = 0
     amp: bool = True                 # bf16 autocast on CUDA only
-    threads: int = 0                 # torch CPU threads; 0 keeps torch's default
+    threads: int = 0                 # torch CPU threads per process; 0: torch's default (1 per spawned rank)
+    processes: int = 1               # CPU data-parallel ranks spawned by the trainer (batch split over them)
+    memory_format: str = "auto"      # auto: channels_last_3d on the CPU, contiguous on CUDA; or either one
 
 
 @dataclass
@@ -197,6 +202,7 @@ def validate(cfg: Config, source: str = "config") -> Config:
          f"downsampling), got {list(m.convs_per_level)}")
     need(m.activation in ACTIVATIONS, f"model.activation must be one of {ACTIVATIONS}, got {m.activation!r}")
     need(lo.smoothness in SMOOTHNESS, f"loss.smoothness must be one of {SMOOTHNESS}, got {lo.smoothness!r}")
+    need(lo.lncc_flat in LNCC_FLAT, f"loss.lncc_flat must be one of {LNCC_FLAT}, got {lo.lncc_flat!r}")
     need(d.num_labels >= 2, f"data.num_labels must be >= 2, got {d.num_labels}")
     need(d.n_train > 0 and d.n_val > 0, "data.n_train and data.n_val must be positive")
     need(len(d.split) in (0, 2) and all(0 < f < 1 for f in d.split) and sum(d.split) <= 1 + 1e-9,
@@ -210,6 +216,12 @@ def validate(cfg: Config, source: str = "config") -> Config:
          f"loss.lncc_window must be odd and >= 3, got {lo.lncc_window}")
     need(t.lr > 0, f"train.lr must be > 0, got {t.lr}")
     need(t.batch_size >= 1, f"train.batch_size must be >= 1, got {t.batch_size}")
+    need(t.memory_format in MEMORY_FORMATS,
+         f"train.memory_format must be one of {MEMORY_FORMATS}, got {t.memory_format!r}")
+    need(t.processes >= 1, f"train.processes must be >= 1, got {t.processes}")
+    need(t.batch_size % t.processes == 0,
+         f"train.batch_size {t.batch_size} must be a multiple of train.processes {t.processes} (each process "
+         "trains on an equal share of the batch)")
     need(t.steps >= 1, f"train.steps must be >= 1, got {t.steps}")
     need(t.max_minutes >= 0, f"train.max_minutes must be >= 0, got {t.max_minutes}")
     need(t.val_every >= 1 and t.checkpoint_every >= 1, "train.val_every and checkpoint_every must be >= 1")

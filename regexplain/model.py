@@ -163,9 +163,36 @@ class Decoder(nn.Module):
                 # skips are ordered by encoder level (0 = full resolution); this is level n - 1 - i
                 s = torch.zeros_like(x) if skips is None else skips[n - 1 - i]
                 x = torch.cat([x, s.to(x.dtype)], dim=1)
-            x = block(x)
+            x = _halves_below_onednn_threshold(block, x)
         # float32 before the activation and the cumulative sums: bf16 sums of 64+ terms drift by voxels
-        return gradient_activation(self.head(x).float(), self.activation), coarse
+        return gradient_activation(_halves_below_onednn_threshold(self.head, x).float(), self.activation), coarse
+
+
+#: ATen's ``use_mkldnn``: a float32 CPU 3x3x3 convolution at batch 1 takes oneDNN only when N C D H is above.
+_ONEDNN_MIN_NCDH = 20480
+
+
+def _halves_below_onednn_threshold(layer: nn.Module, x: Tensor) -> Tensor:
+    """``layer(x)`` for a decoder ``layer``: 3x3x3 convolutions (padding 1) and pointwise ops between them;
+    ``x`` ``(B, C, D, H, W)``.
+
+    A float32 CPU batch of 1 with ``C D H <= 20480`` goes to PyTorch's native 3-D convolution, 1.6-7x
+    slower than oneDNN on these layers at one thread (8-32 channels at 8^3-32^3, measured against a batch
+    of 2). Such a volume runs here as a batch of its two halves along D, each with the planes of the other
+    half that its windows reach (one per convolution), and the outputs of those borrowed planes are
+    dropped: the same arithmetic on oneDNN's kernels plus 2 planes per convolution, equal to float rounding
+    (``tests/test_speedups.py``).
+    It makes ``register`` and single-code decodes (the explorer) faster for the quick model; batches of 2
+    and more (training) and autocast are unchanged.
+    """
+    b, c, d, h, _ = x.shape
+    halo = sum(isinstance(m, nn.Conv3d) for m in layer.modules())     # planes a window chain reaches across
+    small = b == 1 and d % 2 == 0 and d // 2 > halo and c * d * h <= _ONEDNN_MIN_NCDH
+    if not (small and x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")):
+        return layer(x)
+    half = d // 2
+    y = layer(torch.cat([x[:, :, :half + halo], x[:, :, half - halo:]]))    # (2, C', half + halo, H, W)
+    return torch.cat([y[:1, :, :half], y[1:, :, halo:]], dim=2)
 
 
 class RegistrationNet(nn.Module):

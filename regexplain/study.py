@@ -327,10 +327,23 @@ def _untrained(cfg):
     return RegistrationNet.from_config(cfg).eval()
 
 
+def _run_config(profile: str, base: Path, regime: str, arch: str, seed: int):
+    from regexplain import runs
+    from regexplain.config import config_from_dict
+
+    name = f"hippocampus_{'noskip' if arch == 'untrained' else arch}"
+    values = runs.model_config(profile, name, base / "data", seed).to_dict()
+    values["data"]["phantom_regime"] = regime
+    return config_from_dict(values, source=f"study {profile} {regime}")
+
+
 def run_study(profile: str = "quick", out: str | Path = "study", *, seeds: Sequence[int] = tuple(range(DEFAULT_SEEDS)),
               regime: str = "calibrated", archs: Sequence[str] = ARCHS, n_null: int = 200, progress: bool = True,
-              log: Callable[[str], None] = print) -> dict[str, Any]:
+              log: Callable[[str], None] = print, executor: Callable | None = None) -> dict[str, Any]:
     """Train (or reuse / resume), score and judge; writes ``out/<regime>/study.json`` and ``STUDY.md``.
+
+    ``executor``: a :mod:`regexplain.executors` runner that trains the missing runs first (side by side,
+    or on a cluster); ``None`` trains each in turn inside the scoring loop.
 
     Raises :class:`UsageError` (a ``ValueError``) for fewer than 3 seeds, an unknown architecture or regime.
     """
@@ -338,7 +351,7 @@ def run_study(profile: str = "quick", out: str | Path = "study", *, seeds: Seque
 
     from regexplain import runs
     from regexplain.checkpoint import load_model
-    from regexplain.config import PHANTOM_REGIMES, config_from_dict
+    from regexplain.config import PHANTOM_REGIMES
     from regexplain.data.pairs import load_splits
     from regexplain.latent import Decomposition, encode_volumes
 
@@ -355,13 +368,19 @@ def run_study(profile: str = "quick", out: str | Path = "study", *, seeds: Seque
     jobs = [(a, s) for s in seeds for a in (*archs, "untrained")]
     scores: dict[str, list[dict[str, Any]]] = {a: [] for a in (*archs, "untrained")}
     data_cache: dict[str, Any] = {}
+    if executor is not None:            # the missing trainings first, all at once; the loop reuses them
+        from regexplain.executors import job_for
+
+        todo = [(_run_config(profile, base, regime, a, s), base / "runs" / f"{a}_seed{s}") for a, s in jobs
+                if a != "untrained" and not runs.run_finished(base / "runs" / f"{a}_seed{s}")]
+        if todo:
+            runs.ensure_data(todo[0][0])
+            for msg in executor([job_for(c, rd) for c, rd in todo]):
+                log(msg)
     bar = tqdm(jobs, desc=f"study {regime}", unit="run", disable=not progress)
     for arch, seed in bar:
         bar.set_postfix_str(f"{arch} seed {seed}")
-        name = f"hippocampus_{'noskip' if arch == 'untrained' else arch}"
-        values = runs.model_config(profile, name, base / "data", seed).to_dict()
-        values["data"]["phantom_regime"] = regime
-        cfg = config_from_dict(values, source=f"study {profile} {regime}")
+        cfg = _run_config(profile, base, regime, arch, seed)
         path = base / "scores" / f"{arch}_seed{seed}.json"
         if path.is_file():
             scores[arch].append(study_record.read_scores(path, request, arch, seed))

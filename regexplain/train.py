@@ -12,16 +12,19 @@ Design choices:
   steps and at the end. The paper validates each *epoch*; the paper profile sets ``val_every`` to one
   epoch (``n_train / batch_size`` steps), the small profiles validate less often to keep CPU time for
   learning.
-* Randomness of step ``s`` on rank ``r`` comes from one CPU generator reseeded with a hash of
-  ``(seed, r, s)``. A resumed run therefore draws exactly the pairs and augmentations the uninterrupted
-  run would have drawn, whatever the number of ranks, without storing generator states per rank. Model
+* Randomness of step ``s`` comes from one CPU generator reseeded with a hash of ``(seed, 0, s)``. Every
+  rank draws the same global batch of ``batch_size`` pairs from it and trains on its share
+  (:func:`regexplain.parallel.batch_share`), so a resumed run draws exactly the pairs and augmentations
+  the uninterrupted run would have drawn, and the data do not depend on the number of ranks. Model
   initialisation uses ``cfg.train.seed`` on every rank.
 * Data stay on the training device; a step only moves the few pair indices.
 * bf16 autocast on CUDA when ``cfg.train.amp``; the CPU stays in float32 (bit-reproducible for a seed).
   On the CPU the network runs in ``channels_last_3d`` (faster steps, ``benchmarks/train_step.py``).
-* Under ``torchrun`` (``WORLD_SIZE > 1``) the model is wrapped in DistributedDataParallel (NCCL on CUDA,
-  gloo on the CPU), each rank draws its own pairs and only rank 0 writes files. One small all-reduce per
-  step shares the loss (a NaN on any rank stops every rank) and rank 0's time-budget decision.
+* ``train.processes: N`` on the CPU spawns N single-thread ranks (:mod:`regexplain.parallel`); under
+  ``torchrun`` (``WORLD_SIZE > 1``) the ranks are torchrun's. Either way the model is wrapped in
+  DistributedDataParallel (NCCL on CUDA, gloo on the CPU), ``batch_size`` is the global batch split over
+  the ranks, and only rank 0 writes files. One small all-reduce per step shares the loss terms (logged as
+  the mean over ranks; a NaN on any rank stops every rank) and rank 0's time-budget decision.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from regexplain.config import Config, save_config
 from regexplain.data.augment import apply_maps, pair_augmentation_maps
 from regexplain.errors import TrainingError
 from regexplain.io import write_json, write_text
+from regexplain.parallel import batch_share
 from regexplain.run_folder import run_folder
 from regexplain.spatial import one_hot
 
@@ -116,18 +120,25 @@ def _load_data(cfg: Config, data):
     return load_splits(cfg.data)
 
 
-def _draw_batch(images, labels, groups, cfg: Config, gen: torch.Generator):
+def _draw_batch(images, labels, groups, cfg: Config, gen: torch.Generator, share: slice | None = None):
     """Moving/fixed images and one-hot labels of ``batch_size`` random pairs of different subjects,
-    augmented (image and label with the same transform; see :func:`pair_augmentation_maps`)."""
+    augmented (image and label with the same transform; see :func:`pair_augmentation_maps`).
+
+    ``share``: the pairs of the drawn batch to return (a data-parallel rank's share); all by default. The
+    whole batch is drawn either way, so a share holds the very pairs and transforms a single process sees.
+    """
     from regexplain.data.pairs import random_pairs
 
     b = cfg.train.batch_size
     mi, fi = random_pairs(groups, b, gen)
-    idx = torch.cat([mi, fi]).to(images.device)
     phi = pair_augmentation_maps(b, images.shape[2:], cfg.data.augment, gen, device=images.device)
-    img, lab = apply_maps(phi, images[idx], labels[idx])
+    keep = torch.arange(b)[share or slice(None)]
+    n = len(keep)
+    sel = torch.cat([keep, b + keep])                   # moving volumes, then their fixed volumes
+    idx = torch.cat([mi, fi])[sel].to(images.device)
+    img, lab = apply_maps(phi[sel.to(phi.device)], images[idx], labels[idx])
     oh = one_hot(lab, cfg.data.num_labels)
-    return img[:b], img[b:], oh[:b], oh[b:]
+    return img[:n], img[n:], oh[:n], oh[n:]
 
 
 class _Log:
@@ -209,10 +220,15 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, device: tor
         TrainingError: non-finite loss (names the step and the last good checkpoint), or a checkpoint
             that cannot be resumed with ``cfg``.
     """
+    from regexplain.parallel import spawn_training, spawned_processes
+
     run_dir = Path(run_dir)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 owns the folder
         return Trainer(cfg, run_dir, resume, device, data, progress).loop()
+    world = spawned_processes(cfg, device)
     with run_folder(run_dir, resume=resume):
+        if world > 1:                           # train.processes on the CPU: ranks of this process's own
+            return spawn_training(cfg, run_dir, resume, data, progress, world)
         return Trainer(cfg, run_dir, resume, device, data, progress).loop()
 
 
@@ -225,11 +241,15 @@ class Trainer:
 
         self.cfg, self.run_dir, self.ckpt = cfg, run_dir, run_dir / CHECKPOINT_NAME
         self.ddp, self.device = _init_distributed(device)
+        self.share = batch_share(cfg.train.batch_size, self.ddp.rank, self.ddp.world)
         runtime.set_threads(cfg.train.threads)
         runtime.seed_everything(cfg.train.seed)      # same initial weights on every rank
         self.model = RegistrationNet.from_config(cfg).to(self.device)
-        # channels_last_3d: 1.1-1.5x faster CPU steps (benchmarks/train_step.py); unmeasured on CUDA
-        self.memory_format = torch.channels_last_3d if self.device.type == "cpu" else torch.contiguous_format
+        # channels_last_3d: 1.1-1.5x faster CPU steps (benchmarks/train_step.py); on CUDA opt-in until measured
+        # (train.memory_format; `make gpu-check` times it)
+        fmt = cfg.train.memory_format
+        cl = fmt == "channels_last" or (fmt == "auto" and self.device.type == "cpu")
+        self.memory_format = torch.channels_last_3d if cl else torch.contiguous_format
         self.model = self.model.to(memory_format=self.memory_format)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.train.lr)
         self.start, self.elapsed0, self.metrics = 0, 0.0, {}
@@ -250,8 +270,8 @@ class Trainer:
         if self.ddp.on:
             ids = [self.device] if self.device.type == "cuda" else None
             self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-        self.rng = {"scheme": "step_seed(seed, rank, step)", "seed": cfg.train.seed,
-                    "world_size": self.ddp.world}
+        self.rng = {"scheme": "step_seed(seed, 0, step), the global batch shared by the ranks",
+                    "seed": cfg.train.seed, "world_size": self.ddp.world}
         self.progress = progress
 
     def _restore(self) -> None:
@@ -279,7 +299,7 @@ class Trainer:
             stop = budget > 0 and self.elapsed0 + ts - self.t0 >= budget
             if stop and not self.ddp.on:
                 break
-            gen.manual_seed(step_seed(t.seed, self.ddp.rank, step))
+            gen.manual_seed(step_seed(t.seed, 0, step))      # one global batch; each rank takes its share
             terms = self._step(step, gen, stop)
             if terms is None:           # rank 0 ran out of time: every rank stops together
                 break
@@ -296,18 +316,22 @@ class Trainer:
     def _step(self, step: int, gen: torch.Generator, stop: bool) -> dict[str, float] | None:
         from regexplain.losses import registration_loss
 
-        moving, fixed, m_oh, f_oh = _draw_batch(self.images, self.labels, self.groups, self.cfg, gen)
+        moving, fixed, m_oh, f_oh = _draw_batch(self.images, self.labels, self.groups, self.cfg, gen,
+                                                self.share)
         moving, fixed = (x.contiguous(memory_format=self.memory_format) for x in (moving, fixed))
         amp = self.device.type == "cuda" and self.cfg.train.amp
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
             out = self.net(moving, fixed)
         loss, terms = registration_loss(_to_float(out), moving, fixed, m_oh, f_oh, self.cfg.loss)
-        shared = torch.stack([loss.detach().float(),
-                              torch.tensor(float(stop and self.ddp.main), device=self.device)])
+        keys = list(terms)
+        shared = torch.tensor([float(stop and self.ddp.main), *(terms[k] for k in keys)], device=self.device)
+        shared = torch.cat([loss.detach().float().reshape(1), shared])
         if self.ddp.on:
             dist.all_reduce(shared)     # a NaN on any rank reaches all; rank 0's stop decision too
             if shared[1].item() > 0:
                 return None
+            # the global batch's terms: the mean of the ranks' equal shares
+            terms = dict(zip(keys, (shared[2:] / self.ddp.world).tolist(), strict=True))
         if not torch.isfinite(shared[0]):
             raise TrainingError(f"step {step + 1}: non-finite loss ({_fmt(terms)}); last good checkpoint: "
                                 f"{self.last_ckpt or 'none written yet'}")

@@ -104,6 +104,7 @@ def test_prob_zero_never_augments():
     assert torch.equal(mats, torch.eye(3, dtype=torch.float64).expand(10, 3, 3)) and (shift == 0).all()
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_runs_on_gpu_like_on_cpu():
     lab, _ = _labels()

@@ -199,3 +199,56 @@ def test_box_sums_match_a_ones_kernel_convolution_and_their_gradient():
                                      padding=4).reshape(2, 3, 6, 5, 7)
     torch.testing.assert_close(L._box_sums(x, 9), ref)
     assert torch.autograd.gradcheck(lambda t: L._box_sums(t, 3), (x[:1, :1],))
+
+
+def _augmented_padded_pair(shape=(12, 12, 12)):
+    """A smooth pair after the training augmentation, zoomed out and shifted so that zero padding fills
+    a third of each volume: the windows of near-zero variance where LNCC's flat-window guards differ."""
+    from regexplain.data.augment import apply_maps
+
+    g = torch.Generator().manual_seed(3)
+    vol = torch.nn.functional.avg_pool3d(torch.rand(2, 1, *shape, generator=g), 3, 1, 1, count_include_pad=False)
+    phi = sp.affine_sampling_map(shape, sp.affine_matrix(rotation=(0.0, 0.0, 20.0), scale=0.7), (3.0, -2.0, 2.0))
+    img, _ = apply_maps(phi.expand(2, -1, -1, -1, -1), vol)
+    assert (img == 0).float().mean() > 0.2, "the pair should carry zero padding"
+    return img[:1].double(), img[1:].double()
+
+
+def test_lncc_on_augmented_zero_padded_pair_matches_float64_reference():
+    """Both flat-window guards against a float64 brute force over every zero-padded window."""
+    a, b = _augmented_padded_pair()
+    an, bn = a[0, 0].numpy(), b[0, 0].numpy()
+    ref = _lncc_brute(an, bn, 9)
+    np.testing.assert_allclose(L.lncc_map(a, b, 9)[0, 0].numpy(), ref, atol=1e-9)
+    # float32, as training runs: per voxel to float32 cancellation in flat windows; the loss to 1e-5
+    cc = L.lncc_map(a.float(), b.float(), 9)[0, 0].double().numpy()
+    np.testing.assert_allclose(cc, ref, atol=1e-4)
+    assert cc.mean() == pytest.approx(ref.mean(), abs=1e-5)
+    # MONAI's guard: each variance floored at eps, no eps added to the product
+    p = 4
+    ap, bp = np.pad(an, p), np.pad(bn, p)
+    ref_m = np.empty(an.shape)
+    for i, j, k in np.ndindex(*an.shape):
+        x, y = ap[i:i + 9, j:j + 9, k:k + 9].ravel(), bp[i:i + 9, j:j + 9, k:k + 9].ravel()
+        dx, dy = x - x.mean(), y - y.mean()
+        ref_m[i, j, k] = (dx @ dy) ** 2 / (max(dx @ dx, L.LNCC_EPS) * max(dy @ dy, L.LNCC_EPS))
+    np.testing.assert_allclose(L.lncc_map(a, b, 9, flat="monai")[0, 0].numpy(), ref_m, atol=1e-9)
+    cc_m = L.lncc_map(a.float(), b.float(), 9, flat="monai")[0, 0].double().numpy()
+    assert cc_m.mean() == pytest.approx(ref_m.mean(), abs=1e-5)
+    assert abs(ref.mean() - ref_m.mean()) > 1e-4, "on padded volumes the two guards differ (the MONAI gap)"
+
+
+def test_lncc_monai_guard_equals_monai_on_augmented_zero_padded_pair():
+    monai_losses = pytest.importorskip("monai.losses", reason="MONAI comes with the test and bench extras")
+    a, b = (x.float() for x in _augmented_padded_pair())
+    theirs = monai_losses.LocalNormalizedCrossCorrelationLoss(spatial_dims=3, kernel_size=9,
+                                                              kernel_type="rectangular")(a, b)
+    assert float(L.lncc(a, b, 9, flat="monai")) == pytest.approx(1.0 + float(theirs), abs=1e-5)
+    assert abs(float(L.lncc(a, b, 9)) - (1.0 + float(theirs))) > 1e-4
+
+
+def test_lncc_flat_option_is_checked():
+    with pytest.raises(ValueError, match="flat"):
+        L.lncc(torch.rand(1, 1, 8, 8, 8), torch.rand(1, 1, 8, 8, 8), flat="other")
+    with pytest.raises(ConfigError, match="loss.lncc_flat"):
+        load_config("smoke", overrides={"loss": {"lncc_flat": "other"}})

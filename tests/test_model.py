@@ -194,6 +194,7 @@ def test_overfitting_one_pair_lowers_the_loss():
     assert np.mean(losses[-5:]) < 0.8 * losses[0], (losses[0], losses[-5:])
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_runs_on_cuda():
     net = _randomise_head(RegistrationNet(CH, skip_connections=True)).cuda()

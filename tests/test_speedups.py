@@ -12,7 +12,13 @@ import torch
 from regexplain.config import load_config
 from regexplain.losses import registration_loss
 from regexplain.model import RegistrationNet
-from regexplain.spatial import affine_matrix, affine_sampling_map, map_to_displacement, one_hot, warp
+from regexplain.spatial import (
+    affine_matrix,
+    affine_sampling_map,
+    map_to_displacement,
+    one_hot,
+    warp,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
@@ -37,6 +43,25 @@ def test_register_one_direction_equals_forward(skip):
     with torch.no_grad():
         ref = net(m, f).phi_mf
     assert (ref - net.register(m, f)).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("skip, convs", [(False, ()), (True, ()), (False, (1, 2, 3)), (True, (2, 3, 2))])
+def test_register_batch_1_equals_one_direction_decode(skip, convs):
+    """At batch 1 on the CPU the decoder runs its small layers on a batch of two halves (oneDNN instead of
+    PyTorch's native 3-D convolution; blocks of several convolutions borrow one plane per convolution); the
+    map equals every layer at batch 1 (native kernels) to 1e-5 voxel."""
+    from unittest import mock
+
+    torch.manual_seed(0)
+    net = RegistrationNet((8, 16, 32, 32), skip_connections=skip, convs_per_level=convs).eval()
+    torch.nn.init.normal_(net.decoder.head.weight, std=0.05)
+    m, f = _pair(32, batch=1)
+    with mock.patch("regexplain.model._ONEDNN_MIN_NCDH", -1):
+        ref = net.register(m, f)
+    phi = net.register(m, f)
+    assert phi.shape == ref.shape == (1, 3, 32, 32, 32)
+    assert (phi - ref).abs().max() < 1e-5
+    assert map_to_displacement(phi).abs().max() > 1e-3
 
 
 def test_register_one_direction_not_identity():
@@ -132,10 +157,29 @@ def _register_flops(channels, size):
 
 
 def test_register_benchmark_counts_the_network_flops():
-    """The roofline of benchmarks/register.py rests on this count."""
+    """The roofline of benchmarks/register.py rests on this count (of the work needed: the decoder's
+    batch-1 layers split into halves on the CPU for oneDNN's kernels compute 2 planes more)."""
     from register import register_gflop
 
     channels = (4, 8, 16)
     net = RegistrationNet(channels).eval()
     m, f = _pair(16, batch=1)
     assert register_gflop(net, m, f) * 1e9 == pytest.approx(_register_flops(channels, 16), rel=1e-9)
+
+
+def _jacobian_stacked(phi):
+    """The stacked 3 x 3 Jacobian determinant that spatial.jacobian_determinant replaced."""
+    rows = [torch.stack(torch.gradient(phi[:, i], dim=(1, 2, 3)), dim=1) for i in range(3)]
+    J = torch.stack(rows, dim=1)
+    return (J[:, 0, 0] * (J[:, 1, 1] * J[:, 2, 2] - J[:, 1, 2] * J[:, 2, 1])
+            - J[:, 0, 1] * (J[:, 1, 0] * J[:, 2, 2] - J[:, 1, 2] * J[:, 2, 0])
+            + J[:, 0, 2] * (J[:, 1, 0] * J[:, 2, 1] - J[:, 1, 1] * J[:, 2, 0]))
+
+
+def test_jacobian_one_gradient_call_bit_identical_to_stacked():
+    from regexplain.spatial import jacobian_determinant
+
+    phi = torch.randn(2, 3, 10, 7, 9, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    fast, ref = jacobian_determinant(phi), _jacobian_stacked(phi)
+    assert torch.equal(fast, ref)
+    assert torch.equal(*(torch.autograd.grad(x.square().sum(), phi)[0] for x in (fast, ref)))

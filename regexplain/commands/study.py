@@ -24,7 +24,28 @@ def register(subparsers) -> None:
                    help="phantom regime(s) to study (default both: " + " and ".join(STUDY_REGIMES) + ")")
     p.add_argument("--figures", default="figures", help="where STUDY_<regime>.md and study_<regime>.json go "
                    "for RESULTS.md (default figures/)")
+    x = p.add_argument_group("where the trainings run (regexplain.executors; same folders, resumable)")
+    x.add_argument("--executor", choices=("local", "slurm"), default="local",
+                   help="local: on this machine (default); slurm: one job array through submitit")
+    x.add_argument("--jobs", type=int_at_least(1), default=1,
+                   help="local: trainings side by side (default 1: one after another, as the profile says)")
+    x.add_argument("--threads", type=int_at_least(1), default=1,
+                   help="local with --jobs > 1: threads per training (default 1)")
+    x.add_argument("--partition", default=None, help="slurm: partition")
+    x.add_argument("--gpus", type=int_at_least(0), default=0, help="slurm: GPUs per training (default 0)")
+    x.add_argument("--time", type=int_at_least(1), default=240, help="slurm: minutes per training (default 240)")
+    x.add_argument("--cpus", type=int_at_least(1), default=2, help="slurm: CPUs per training (default 2)")
     p.set_defaults(func=_run)
+
+
+def make_executor(args: argparse.Namespace, regime_dir):
+    """The runner of ``--executor`` (None: one training after another in the scoring loop, as before)."""
+    from regexplain import executors
+
+    if args.executor == "slurm":
+        return executors.submitit_jobs(regime_dir / "slurm", partition=args.partition, gpus=args.gpus,
+                                       time_min=args.time, cpus=args.cpus)
+    return executors.local_processes(args.jobs, args.threads) if args.jobs > 1 else None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -41,7 +62,8 @@ def _run(args: argparse.Namespace) -> int:
         request = study_record.study_request(args.profile, regime, range(args.seeds), ARCHS)
         study_record.check_study_folder(Path(args.out) / regime, request, record=False)
     for regime in regimes:
-        run_study(args.profile, args.out, seeds=range(args.seeds), regime=regime)
+        run_study(args.profile, args.out, seeds=range(args.seeds), regime=regime,
+                  executor=make_executor(args, Path(args.out) / regime))
         figures = Path(args.figures)
         figures.mkdir(parents=True, exist_ok=True)
         for src, dst in (("study.json", f"study_{regime}.json"), ("STUDY.md", f"STUDY_{regime}.md")):
