@@ -82,20 +82,25 @@ def local_processes(jobs: int, threads: int = 1) -> Runner:
         todo = [dataclasses.replace(j, config={**j.config, "train": {**j.config["train"], "threads": threads,
                                                                    "processes": 1}}) for j in todo]
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")     # inherited by the workers as OpenMP loads
-        out: dict[int, str] = {}
-        errors: dict[int, BaseException] = {}
         workers = min(jobs, max(len(todo), 1))
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as ex:
             with main_not_rerun():         # the workers start here; they need nothing from the caller's script
-                futures = {i: ex.submit(train_job, j) for i, j in enumerate(todo)}
-            for i, f in futures.items():
-                try:
-                    out[i] = f.result()
-                except Exception as e:  # noqa: BLE001 - reported with its run folder below
-                    errors[i] = e
-        _raise_failures(todo, errors)
-        return [out[i] for i in range(len(todo))]
+                futures = [ex.submit(train_job, j) for j in todo]
+            return _gather(todo, futures)
     return run
+
+
+def _gather(todo, handles) -> list[str]:
+    """Every job's result in order; the failed ones named together once all have finished."""
+    out: dict[int, str] = {}
+    errors: dict[int, BaseException] = {}
+    for i, h in enumerate(handles):
+        try:
+            out[i] = h.result()
+        except Exception as e:  # noqa: BLE001 - reported with its run folder
+            errors[i] = e
+    _raise_failures(todo, errors)
+    return [out[i] for i in range(len(todo))]
 
 
 def submitit_jobs(folder: str | Path, *, cluster: str | None = "slurm", partition: str | None = None,
@@ -130,13 +135,5 @@ def submitit_jobs(folder: str | Path, *, cluster: str | None = "slurm", partitio
         if partition:
             params["slurm_partition"] = partition
         ex.update_parameters(**params, **(extra or {}))
-        submitted = ex.map_array(train_job, list(todo))
-        out, errors = {}, {}
-        for i, job in enumerate(submitted):
-            try:
-                out[i] = job.result()
-            except Exception as e:  # noqa: BLE001 - reported with its run folder below
-                errors[i] = e
-        _raise_failures(todo, errors)
-        return [out[i] for i in range(len(todo))]
+        return _gather(todo, ex.map_array(train_job, list(todo)))
     return run
