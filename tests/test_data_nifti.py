@@ -71,11 +71,15 @@ def _pair(tmp_path, image, label, label_affine=None):
     return tmp_path / "img.nii.gz", tmp_path / "lab.nii.gz"
 
 
+def _image():
+    """A valid (non-constant) 4^3 image: constant images are refused before the label is checked."""
+    return np.arange(64, dtype=np.float32).reshape(4, 4, 4)
+
+
 def test_read_volume_ok(tmp_path):
     lab = np.zeros((4, 4, 4), np.uint8)
     lab[1, 1, 1], lab[2, 2, 2] = 1, 2
-    img = np.arange(64, dtype=np.float32).reshape(4, 4, 4)     # not constant: a constant image is refused
-    v = read_volume("s", *_pair(tmp_path, img, lab))
+    v = read_volume("s", *_pair(tmp_path, _image(), lab))
     np.testing.assert_array_equal(v.label, lab)
     assert v.group == "s" and v.spacing == (1.0, 1.0, 1.0) and v.label.dtype == np.uint8
 
@@ -91,14 +95,14 @@ def test_non_finite_intensities(tmp_path, bad):
 
 def test_shape_mismatch(tmp_path):
     with pytest.raises(DataError, match=r"lab.nii.gz.*shape"):
-        read_volume("s", *_pair(tmp_path, np.ones((4, 4, 4), np.float32), np.ones((4, 4, 5), np.uint8)))
+        read_volume("s", *_pair(tmp_path, _image(), np.ones((4, 4, 5), np.uint8)))
 
 
 def test_affine_mismatch(tmp_path):
     moved = np.eye(4)
     moved[0, 3] = 2.0
     with pytest.raises(DataError, match=r"lab.nii.gz.*affine"):
-        read_volume("s", *_pair(tmp_path, np.ones((4, 4, 4), np.float32), np.ones((4, 4, 4), np.uint8),
+        read_volume("s", *_pair(tmp_path, _image(), np.ones((4, 4, 4), np.uint8),
                                 moved))
 
 
@@ -106,12 +110,12 @@ def test_label_values_outside_allowed(tmp_path):
     lab = np.zeros((4, 4, 4), np.uint8)
     lab[0, 0, 0] = 3
     with pytest.raises(DataError, match=r"lab.nii.gz.*\[3\]"):
-        read_volume("s", *_pair(tmp_path, np.ones((4, 4, 4), np.float32), lab))
+        read_volume("s", *_pair(tmp_path, _image(), lab))
 
 
 def test_empty_label(tmp_path):
     with pytest.raises(DataError, match=r"lab.nii.gz.*empty"):
-        read_volume("s", *_pair(tmp_path, np.ones((4, 4, 4), np.float32), np.zeros((4, 4, 4), np.uint8)))
+        read_volume("s", *_pair(tmp_path, _image(), np.zeros((4, 4, 4), np.uint8)))
 
 
 def test_fractional_label():
