@@ -134,7 +134,8 @@ if lung is not None:
     labels4 = [f"component {i + 1}" for i in comps4]
     lung_disp4 = displacements(lung, comps4, LAM_SIGMA)
     fig = plot_slice_grid(component_rows(lung, 0, lung_disp4, ["coronal", "sagittal"]), col_labels=labels4,
-                          row_labels=["coronal", "sagittal"], suptitle=f"lung, {subject(lung, 0)[2]}, λ = {LAM_SIGMA} σ")
+                          row_labels=["coronal", "sagittal"],
+                          suptitle=f"lung, {subject(lung, 0)[2]}, λ = {LAM_SIGMA} σ")
     save_figure(fig, FIGURES_DIR / "fig2_lung_components.png");
 
 # %% [markdown]
