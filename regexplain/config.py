@@ -26,6 +26,9 @@ ACTIVATIONS = ("sigmoid", "softplus")    # decoder gradient activations (see reg
 SMOOTHNESS = ("l1_identity", "squared_diff")   # smoothness terms (see regexplain.losses)
 LNCC_FLAT = ("voxelmorph", "monai")            # LNCC's guard against flat windows (see regexplain.losses)
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")   # the network's tensors in training
+#: the seed study's defaults (regexplain.study; here so that the CLI reads them without importing torch)
+STUDY_SEEDS = 5
+STUDY_REGIMES = ("calibrated", "pose")      # `study --regime both`: the calibrated default and pose
 PHANTOM_REGIMES = ("calibrated", "pose", "msd_like")   # regexplain.data.synthetic.REGIMES (kept in sync by a test)
 
 

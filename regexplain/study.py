@@ -32,6 +32,7 @@ import numpy as np
 from regexplain import disentangle as dz
 from regexplain import study_record
 from regexplain.casestudy import readout_from_medians
+from regexplain.config import STUDY_REGIMES, STUDY_SEEDS  # noqa: F401 (STUDY_REGIMES: re-exported)
 from regexplain.errors import UsageError
 from regexplain.io import write_json, write_text
 
@@ -40,10 +41,9 @@ ARCHS = ("noskip", "skip")
 READ_FACTORS = {"rotation": "rot_z_deg", "translation": "trans_z_vox", "scaling": "scale"}
 N_SHOW = 10          # the paper's box plots show components 1-10
 K_READ = 8           # components searched for a factor (Fig 7 shows 1-8)
-#: seeds per architecture of `regexplain study` (each verdict is also recomputed with every seed left out)
-DEFAULT_SEEDS = 5
-#: the regimes `--regime both` studies: the calibrated default and pose, for sensitivity
-STUDY_REGIMES = ("calibrated", "pose")
+#: seeds per architecture of `regexplain study` (each verdict is also recomputed with every seed left out) and
+#: the regimes `--regime both` studies (the calibrated default and pose, for sensitivity): config.STUDY_*
+DEFAULT_SEEDS = STUDY_SEEDS
 #: a trained run whose validation Dice rose by less than this did not register; the study names it
 MIN_DICE_GAIN = 0.01
 

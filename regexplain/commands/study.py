@@ -6,10 +6,8 @@ from __future__ import annotations
 import argparse
 
 from regexplain.commands.options import int_at_least
-from regexplain.config import PHANTOM_REGIMES
-
-DEFAULT_SEEDS = 5          # regexplain.study.DEFAULT_SEEDS (the CLI starts without importing torch)
-STUDY_REGIMES = ("calibrated", "pose")
+from regexplain.config import PHANTOM_REGIMES, STUDY_REGIMES
+from regexplain.config import STUDY_SEEDS as DEFAULT_SEEDS
 
 
 def register(subparsers) -> None:
@@ -53,7 +51,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from regexplain import study_record
     from regexplain.io import check_writable, write_bytes
-    from regexplain.study import ARCHS, STUDY_REGIMES, run_study
+    from regexplain.study import ARCHS, run_study
 
     for d in (args.out, args.figures):
         check_writable(d)
