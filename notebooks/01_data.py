@@ -25,7 +25,7 @@ from regexplain.results import save_results
 from regexplain.viz.figures import plot_factor_histograms, plot_slice_grid, save_figure
 from regexplain.viz.slices import slice_view
 
-DATA_DIR, FIGURES_DIR = pipeline.notebook_setup(INTERACTIVE, DATA_DIR, FIGURES_DIR)
+DATA_DIR, FIGURES_DIR = pipeline.notebook_setup(DATA_DIR, FIGURES_DIR)
 cfgs = {ds: runs.model_config(PROFILE, f"{ds}_noskip", DATA_DIR) for ds in ("hippocampus", "lung")}
 for ds, cfg in cfgs.items():
     print(ds, "->", runs.ensure_data(cfg))

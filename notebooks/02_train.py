@@ -19,7 +19,6 @@ SEED = 0
 INTERACTIVE = True
 
 # %%
-import json
 
 from IPython.display import Markdown
 
@@ -27,7 +26,7 @@ from regexplain import pipeline, runs
 from regexplain.results import save_results, table_markdown
 from regexplain.viz.figures import plot_loss_curves, save_figure
 
-DATA_DIR, RUNS_DIR, FIGURES_DIR = pipeline.notebook_setup(INTERACTIVE, DATA_DIR, RUNS_DIR, FIGURES_DIR)
+DATA_DIR, RUNS_DIR, FIGURES_DIR = pipeline.notebook_setup(DATA_DIR, RUNS_DIR, FIGURES_DIR)
 for name in runs.MODELS:
     cfg = runs.model_config(PROFILE, name, DATA_DIR, SEED)
     print(runs.ensure_data(cfg))
@@ -41,8 +40,7 @@ for name in runs.MODELS:
 logs, metrics = {}, {}
 for name in runs.MODELS:
     rd = runs.run_dir(RUNS_DIR, PROFILE, name)
-    logs[name] = [json.loads(line) for line in (rd / "log.jsonl").read_text().splitlines() if line.strip()]
-    metrics[name] = json.loads((rd / "metrics.json").read_text())
+    logs[name], metrics[name] = runs.read_log(rd), runs.read_metrics(rd)
 fig = plot_loss_curves(logs, key="loss", val_key="dice_after")
 save_figure(fig, FIGURES_DIR / "loss_curves.png");
 

@@ -22,7 +22,7 @@ from regexplain import pipeline, runs
 from regexplain.results import save_results, table_markdown
 from regexplain.viz.figures import plot_explained_variance, save_figure
 
-DATA_DIR, RUNS_DIR, FIGURES_DIR = pipeline.notebook_setup(INTERACTIVE, DATA_DIR, RUNS_DIR, FIGURES_DIR)
+DATA_DIR, RUNS_DIR, FIGURES_DIR = pipeline.notebook_setup(DATA_DIR, RUNS_DIR, FIGURES_DIR)
 models = {name: runs.load_run(PROFILE, name, RUNS_DIR, DATA_DIR, basis=BASIS) for name in runs.MODELS}
 for name, run in models.items():
     d = run.decomposition

@@ -48,7 +48,7 @@ from regexplain.viz.interactive import component_views, explorer_figure, write_h
 from regexplain.viz.slices import slice_view
 from regexplain.viz.widgets import initial_state, render_explorer_png
 
-DATA_DIR, RUNS_DIR, FIGURES_DIR = pipeline.notebook_setup(INTERACTIVE, DATA_DIR, RUNS_DIR, FIGURES_DIR)
+DATA_DIR, RUNS_DIR, FIGURES_DIR = pipeline.notebook_setup(DATA_DIR, RUNS_DIR, FIGURES_DIR)
 LAM_SIGMA = 3.0                          # strength of the component figures, in σ units
 PAPER_LAMBDAS = [-200, -100, 0, 100, 200]
 SIGMA_LAMBDAS = [-3, -1.5, 0, 1.5, 3]

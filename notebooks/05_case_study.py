@@ -18,11 +18,11 @@ INTERACTIVE = True
 from IPython.display import Markdown
 
 from regexplain import pipeline, runs
-from regexplain.casestudy import case_study, readout_from_medians, summarize_case_study
+from regexplain.casestudy import case_study, readout_rows, summarize_case_study
 from regexplain.results import save_results, table_markdown
 from regexplain.viz.figures import plot_delta_boxplots, save_figure
 
-DATA_DIR, RUNS_DIR, FIGURES_DIR = pipeline.notebook_setup(INTERACTIVE, DATA_DIR, RUNS_DIR, FIGURES_DIR)
+DATA_DIR, RUNS_DIR, FIGURES_DIR = pipeline.notebook_setup(DATA_DIR, RUNS_DIR, FIGURES_DIR)
 hip = runs.load_run(PROFILE, "hippocampus_noskip", RUNS_DIR, DATA_DIR)
 deltas = case_study(hip.model, hip.decomposition, hip.val.images)
 {name: d.shape for name, d in deltas.items()}
@@ -38,8 +38,7 @@ save_figure(fig, FIGURES_DIR / "fig5_case_study.png");
 
 # %%
 full = summarize_case_study(deltas, hip.decomposition.sigma)
-rows = [{"model": "hippocampus_noskip", "transform": t, **readout_from_medians(s["median_abs"])}
-        for t, s in full.items()]
+rows = readout_rows("hippocampus_noskip", full)
 Markdown(table_markdown("case_study", rows))
 
 # %%

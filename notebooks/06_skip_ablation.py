@@ -24,11 +24,11 @@ INTERACTIVE = True
 from IPython.display import Markdown
 
 from regexplain import pipeline, runs
-from regexplain.casestudy import case_study, readout_from_medians, summarize_case_study
+from regexplain.casestudy import case_study, readout_rows, summarize_case_study
 from regexplain.results import save_results, table_markdown
 from regexplain.viz.figures import plot_skip_ablation, save_figure
 
-DATA_DIR, RUNS_DIR, FIGURES_DIR = pipeline.notebook_setup(INTERACTIVE, DATA_DIR, RUNS_DIR, FIGURES_DIR)
+DATA_DIR, RUNS_DIR, FIGURES_DIR = pipeline.notebook_setup(DATA_DIR, RUNS_DIR, FIGURES_DIR)
 models = {name: runs.load_run(PROFILE, name, RUNS_DIR, DATA_DIR) for name in ("hippocampus_noskip",
                                                                               "hippocampus_skip")}
 deltas = {name: case_study(run.model, run.decomposition, run.val.images) for name, run in models.items()}
@@ -42,8 +42,8 @@ fig = plot_skip_ablation(deltas["hippocampus_noskip"], deltas["hippocampus_skip"
 save_figure(fig, FIGURES_DIR / "fig8_skip_ablation_normalised.png");
 
 # %%
-rows = [{"model": name, "transform": t, **readout_from_medians(s["median_abs"])}
-        for name, d in deltas.items() for t, s in summarize_case_study(d, models[name].decomposition.sigma).items()]
+rows = [r for name, d in deltas.items()
+        for r in readout_rows(name, summarize_case_study(d, models[name].decomposition.sigma))]
 Markdown(table_markdown("case_study", rows))
 
 # %%

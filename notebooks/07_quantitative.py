@@ -22,29 +22,28 @@ from IPython.display import Markdown
 from regexplain import pipeline, runs
 from regexplain.casestudy import selectivity_rows
 from regexplain.data.synthetic import read_factors
-from regexplain.report import interpretability_report, score_rows
+from regexplain.report import interpretability_report, report_score_rows, report_sections
 from regexplain.results import records_markdown, save_results, table_markdown
 from regexplain.viz.figures import plot_component_bars, plot_observed_vs_null, plot_selectivity_by_strength, save_figure
 
-DATA_DIR, RUNS_DIR, FIGURES_DIR = pipeline.notebook_setup(INTERACTIVE, DATA_DIR, RUNS_DIR, FIGURES_DIR)
-N_NULL = 5 if PROFILE == "smoke" else 20
+DATA_DIR, RUNS_DIR, FIGURES_DIR = pipeline.notebook_setup(DATA_DIR, RUNS_DIR, FIGURES_DIR)
 hip = runs.load_run(PROFILE, "hippocampus_noskip", RUNS_DIR, DATA_DIR)
+N_NULL = hip.cfg.latent.null_draws
 report = interpretability_report(hip.model, hip.decomposition, hip.train, hip.val, read_factors(hip.cfg.data.root),
                                  n_null=N_NULL, n_boot=N_NULL, seed=SEED)
-sections = {"hippocampus_noskip latent PCA": report["latent"]}
-if "fields" in report:
-    sections["hippocampus_noskip deformation-field PCA"] = report["fields"]
 
 # The skip-connection model scored the same way (the paper's Fig 8 as numbers).
 skip = runs.load_run(PROFILE, "hippocampus_skip", RUNS_DIR, DATA_DIR)
 report_skip = interpretability_report(skip.model, skip.decomposition, skip.train, skip.val,
                                       read_factors(skip.cfg.data.root), n_null=N_NULL, n_boot=N_NULL, seed=SEED,
                                       field_baseline=False)
-sections["hippocampus_skip latent PCA"] = report_skip["latent"]
-Markdown(table_markdown("scores", score_rows(sections)))
+sections = {**report_sections("hippocampus_noskip", report), **report_sections("hippocampus_skip", report_skip)}
+rows = report_score_rows("hippocampus_noskip", report) + report_score_rows("hippocampus_skip", report_skip)
+Markdown(table_markdown("scores", rows))
 
 # %%
-plotted = {b: {k: v for k, v in s["scores"].items() if not k.startswith("R²")} for b, s in sections.items()}
+plotted = {b: {k: v for k, v in s["scores"].items() if v.get("family") != "informativeness"}
+           for b, s in sections.items()}
 fig = plot_observed_vs_null(plotted, title="hippocampus: interpretability scores against random-basis nulls")
 save_figure(fig, FIGURES_DIR / "quantitative.png");
 
@@ -85,5 +84,5 @@ Markdown(records_markdown([{"component": i + 1, **{p: v[i] for p, v in fractions
 
 # %%
 save_results(FIGURES_DIR, "07_quantitative",
-             {"scores": score_rows(sections), "selectivity_by_strength": strength_rows},
+             {"scores": rows, "selectivity_by_strength": strength_rows},
              affine_fractions=fractions, report=report, report_skip=report_skip);

@@ -27,18 +27,17 @@ REGIME = "calibrated"     # the default phantoms (`regexplain study --regime bot
 from IPython.display import Markdown, display
 
 from regexplain import pipeline, runs
-from regexplain.affine import foreground_mask
 from regexplain.comparison import compare_bases, comparison_rows, reading, winners
 from regexplain.data.synthetic import read_factors
-from regexplain.matching import cross_run_similarity, matched_displacements
+from regexplain.matching import match_figure, match_runs
 from regexplain.results import save_results, table_markdown
-from regexplain.viz.figures import plot_observed_vs_null, plot_slice_grid, save_figure
-from regexplain.viz.slices import slice_view
+from regexplain.study import study_runs
+from regexplain.viz.figures import plot_observed_vs_null, save_figure
 
-DATA_DIR, RUNS_DIR, FIGURES_DIR, STUDY_DIR = pipeline.notebook_setup(INTERACTIVE, DATA_DIR, RUNS_DIR, FIGURES_DIR,
+DATA_DIR, RUNS_DIR, FIGURES_DIR, STUDY_DIR = pipeline.notebook_setup(DATA_DIR, RUNS_DIR, FIGURES_DIR,
                                                                      STUDY_DIR)
-N_NULL = 3 if PROFILE == "smoke" else 10
 hip = runs.load_run(PROFILE, "hippocampus_noskip", RUNS_DIR, DATA_DIR)
+N_NULL = hip.cfg.latent.null_draws // 2     # half notebook 07's: eight bases, each with its own null
 bases = compare_bases(hip.model, hip.train, hip.val, read_factors(hip.cfg.data.root), k=hip.decomposition.n_components,
                       n_null=N_NULL, n_boot=N_NULL, seed=SEED)
 basis_rows = comparison_rows(bases)
@@ -52,7 +51,8 @@ best = winners(bases)
 Markdown(table_markdown("basis_winners", best) + "\n\n" + reading(best))
 
 # %%
-plotted = {b: {k: v for k, v in sec["scores"].items() if not k.startswith("R²")} for b, sec in bases.items()}
+plotted = {b: {k: v for k, v in sec["scores"].items() if v.get("family") != "informativeness"}
+           for b, sec in bases.items()}
 fig = plot_observed_vs_null(plotted, title="hippocampus, no skip: every basis against its null")
 save_figure(fig, FIGURES_DIR / "basis_comparison.png");
 
@@ -62,23 +62,12 @@ save_figure(fig, FIGURES_DIR / "basis_comparison.png");
 # component of each other seed matched to it, as D(σ u) − D(0) on one validation subject.
 
 # %%
-study_runs = sorted((STUDY_DIR / REGIME / "runs").glob("noskip_seed*"))
-study_runs = [rd for rd in study_runs if runs.run_finished(rd)]
+opened = study_runs(STUDY_DIR, REGIME, "noskip")
 cross_rows = []
-if len(study_runs) >= 2:
-    # the study's data sit beside its runs (OUT/<regime>/data): a copied or moved study still opens
-    data = STUDY_DIR / REGIME / "data" / "hippocampus"
-    opened = [runs.open_run(rd, device="cpu", data={"root": str(data)} if data.is_dir() else None,
-                            decomposition=True, progress=False) for rd in study_runs]
-    pairs = [(r.model, r.decomposition) for r in opened]
-    mask = foreground_mask(opened[0].train.labels)
-    similarity = cross_run_similarity(pairs, mask, n=8, n_null=N_NULL * 2, seed=SEED)
+if len(opened) >= 2:
+    similarity = match_runs(opened, n=8, n_null=N_NULL * 2, seed=SEED)
     cross_rows = [{"model": f"no skip, {len(opened)} seeds ({REGIME})", **c} for c in similarity["components"]]
-    disp = matched_displacements(pairs, similarity, component=1)
-    image, label = opened[0].val.images[0, 0].numpy(), opened[0].val.labels[0, 0].numpy()
-    grid = [[slice_view(image, label, d, "axial") for d in disp]]
-    fig = plot_slice_grid(grid, col_labels=[rd.name for rd in study_runs], row_labels=["component 1 (matched)"],
-                          suptitle="the same elementary transformation across seeds")
+    fig = match_figure(opened, similarity, suptitle="the same elementary transformation across seeds")
     save_figure(fig, FIGURES_DIR / "cross_seed_component1.png")
     display(Markdown(table_markdown("cross_seed", cross_rows)))
 else:

@@ -26,6 +26,7 @@ name                   directions                                               
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -155,24 +156,14 @@ def fit_on_codes(name: str, model, codes: np.ndarray, ids: Sequence[str], root, 
 
     Raises ``ValueError`` naming the basis: an unknown one, or ``supervised`` without ``factors.csv``.
     """
-    from pathlib import Path
-
-    from regexplain.data.synthetic import read_factors
+    from regexplain.analysis_inputs import factors_by_name, read_factor_table
 
     factors = None
     if name == "supervised":
-        if not (Path(root) / "factors.csv").is_file():
+        table = read_factor_table(root)
+        if table is None:
             raise ValueError(f"basis supervised: {root} has no factors.csv (phantoms only)")
-        fid, names, values = read_factors(root)
-        row = {i: n for n, i in enumerate(fid)}
-        missing = [i for i in ids if i not in row]
-        if missing:
-            from regexplain.errors import DataError
-
-            raise DataError(f"{Path(root) / 'factors.csv'}: no factors for {len(missing)} of the {len(ids)} "
-                            f"training subjects ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); "
-                            "the supervised basis needs every one")
-        factors = {f: values[[row[i] for i in ids], j] for j, f in enumerate(names)}
+        factors = factors_by_name(ids, table, Path(root) / "factors.csv")
     try:
         return fit_basis(name, codes, k, latent_shape=latent_shape, model=model, factors=factors, seed=seed)
     except ValueError as e:

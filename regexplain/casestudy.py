@@ -88,6 +88,12 @@ def summarize_case_study(deltas: Mapping[str, np.ndarray], sigma: np.ndarray, n_
     return out
 
 
+def readout_rows(model_name: str, summary: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of the ``case_study`` result table (:mod:`regexplain.results`) from
+    :func:`summarize_case_study`'s output: ``model``, ``transform`` and :func:`readout_from_medians`."""
+    return [{"model": model_name, "transform": t, **readout_from_medians(s["median_abs"])} for t, s in summary.items()]
+
+
 def readout_from_medians(median_abs: Sequence[float]) -> dict[str, Any]:
     """The paper's reading of Fig 5 from the per-component medians of ``|Δa|``: top component (1-based),
     the ratio of the top median to the second, and the number of components above twice the median of

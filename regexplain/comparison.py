@@ -19,10 +19,10 @@ import numpy as np
 
 from regexplain import disentangle as dz
 from regexplain.affine import affine_null, affine_score, component_affine_content, foreground_mask
+from regexplain.analysis_inputs import FactorTable, align_factors, n_components
 from regexplain.bases import BASES, fit_basis
 from regexplain.casestudy import case_study_transforms, transform_volumes
 from regexplain.latent import encode_volumes
-from regexplain.report import align_factors
 from regexplain.scores import Coordinates, Factors, null_coordinates, score_table
 
 #: bases fitted on resampled codes for the bootstrap stability (SeFa uses no data; supervised and the
@@ -30,7 +30,7 @@ from regexplain.scores import Coordinates, Factors, null_coordinates, score_tabl
 RESAMPLED = ("pca", "ica", "sparse_pca")
 
 
-def compare_bases(model, train_set, val_set, factors: tuple[Sequence[str], Sequence[str], np.ndarray], *,
+def compare_bases(model, train_set, val_set, factors: FactorTable, *,
                   bases: Sequence[str] = BASES, k: int = 32, k_info: int = 8, n_null: int = 10, n_boot: int = 10,
                   n_affine: int = 8, seed: int = 0, batch_size: int = 8) -> dict[str, dict[str, Any]]:
     """``{basis: {"scores": {score: null summary}, "K": int, "explained": float}}``.
@@ -54,7 +54,7 @@ def compare_bases(model, train_set, val_set, factors: tuple[Sequence[str], Seque
               for t, phi in case_study_transforms(val_set.images.shape[2:]).items()}
     mask = foreground_mask(train_set.labels)
     shape = model.latent_shape(tuple(train_set.images.shape[2:]))
-    k = min(k, len(z_tr) - 1)
+    k = n_components(k, len(z_tr))
     total = float(np.var(z_tr, axis=0, ddof=1).sum())
     out = {}
     for name in bases:

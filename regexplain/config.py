@@ -17,23 +17,22 @@ from typing import Any
 import yaml
 
 from regexplain.data.datasets import DATASETS
-from regexplain.errors import RegexplainError
+from regexplain.errors import ConfigError
 from regexplain.io import write_text
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 PRECISIONS = ("float32", "bfloat16")  # inference precisions of RegistrationNet.register
 ACTIVATIONS = ("sigmoid", "softplus")    # decoder gradient activations (see regexplain.model)
-SMOOTHNESS = ("l1_identity", "squared_diff")   # smoothness terms (see regexplain.losses)
+SMOOTHNESS = ("l1_identity", "squared_diff")   # smoothness terms, the default first (see regexplain.losses)
 LNCC_FLAT = ("voxelmorph", "monai")            # LNCC's guard against flat windows (see regexplain.losses)
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")   # the network's tensors in training
 #: the seed study's defaults (regexplain.study; here so that the CLI reads them without importing torch)
 STUDY_SEEDS = 5
 STUDY_REGIMES = ("calibrated", "pose")      # `study --regime both`: the calibrated default and pose
+#: components `regexplain match` compares by default (regexplain.matching; here for the torch-free CLI)
+MATCH_COMPONENTS = 8
 PHANTOM_REGIMES = ("calibrated", "pose", "msd_like")   # regexplain.data.synthetic.REGIMES (kept in sync by a test)
 
-
-class ConfigError(RegexplainError, ValueError):
-    """A configuration value is missing, of the wrong type or impossible."""
 
 
 @dataclass
@@ -85,7 +84,7 @@ class LossConfig:
     sim: float = 1.0        # LNCC
     seg: float = 1.0        # soft Dice
     smooth: float = 0.1     # alpha
-    smoothness: str = "l1_identity"   # authors' L1(sigmoid output, 1/2); "squared_diff": |grad g|^2
+    smoothness: str = SMOOTHNESS[0]   # authors' L1(sigmoid output, 1/2); "squared_diff": |grad g|^2
     jac: float = 0.0        # beta (paper: 1 lung, 0 hippocampus)
     deep_terms: tuple[str, ...] = ("sim",)   # with model.deep_supervision: terms averaged over the levels
                                              # (authors: the image similarity only); may add "seg"
@@ -112,6 +111,7 @@ class TrainConfig:
 @dataclass
 class LatentConfig:
     n_components: int = 32
+    null_draws: int = 20    # random bases per score null in notebooks 07 (all) and 08 (half): the reports' n_null
 
 
 @dataclass
@@ -233,6 +233,7 @@ def validate(cfg: Config, source: str = "config") -> Config:
     need(a.rotation_deg >= 0 and a.translation_vox >= 0 and 0 <= a.zoom < 1,
          "augment ranges must be >= 0 (zoom in [0, 1))")
     need(cfg.latent.n_components >= 1, f"latent.n_components must be >= 1, got {cfg.latent.n_components}")
+    need(cfg.latent.null_draws >= 2, f"latent.null_draws must be >= 2, got {cfg.latent.null_draws}")
     return cfg
 
 
@@ -278,6 +279,15 @@ def load_config(profile: str | Path = "quick", dataset: str = "hippocampus",
     values.setdefault("data", {})["dataset"] = dataset
     values["profile"] = path.stem
     return validate(_build(Config, values, "config", str(path)), str(path))
+
+
+def override(cfg: Config, overrides: dict[str, Any] | None, source: str = "overrides") -> Config:
+    """``cfg`` with nested ``overrides`` (e.g. ``{"data": {"root": "x"}, "train": {"steps": 10}}``) merged in
+    by the profiles' rule and validated as a profile is (:class:`ConfigError` naming ``source``); ``cfg``
+    itself is unchanged."""
+    if not overrides:
+        return cfg
+    return config_from_dict(_merge(asdict(cfg), overrides), source=source)
 
 
 def config_from_dict(values: dict[str, Any], source: str = "checkpoint") -> Config:

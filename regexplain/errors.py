@@ -33,6 +33,26 @@ class OutputError(RegexplainError, OSError):
     """An output location cannot be written (read-only, a file where a folder is needed, ...)."""
 
 
+class ConfigError(RegexplainError, ValueError):
+    """A configuration value is missing, of the wrong type or impossible."""
+
+
+class ExplorerUnavailable(RegexplainError):
+    """The decomposition (or the checkpoint / data it names) cannot be opened."""
+
+
+class AppError(RegexplainError, RuntimeError):
+    """The explorer app could not be started."""
+
+
+class RunInUseError(RegexplainError):
+    """Another training holds the run folder's lock."""
+
+
+class NotebookError(RegexplainError, RuntimeError):
+    """A notebook of the main job failed; the message names the notebook and the cell."""
+
+
 class Interrupted(BaseException):
     """SIGTERM arrived (raised by the CLI's handler). A ``BaseException`` like ``KeyboardInterrupt`` (SIGINT),
     so that no ``except Exception`` on the way mistakes it for a failure to recover from; atomic writes and

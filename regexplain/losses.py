@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from regexplain.config import SMOOTHNESS
 from regexplain.spatial import jacobian_determinant, warp, warp_labels
 
 #: Added to the variance product of LNCC (VoxelMorph's value): flat windows give cc = 0, never NaN.
@@ -131,9 +132,10 @@ def smoothness_l1_identity(grads: Tensor) -> Tensor:
     return (0.5 * grads - 0.5).abs().mean()
 
 
-def smoothness(grads: Tensor, kind: str = "squared_diff") -> Tensor:
-    """Smoothness of the spatial gradients: ``kind="l1_identity"`` is :func:`smoothness_l1_identity` (the
-    authors'); ``"squared_diff"`` (below) is this project's earlier term.
+def smoothness(grads: Tensor, kind: str = SMOOTHNESS[0]) -> Tensor:
+    """Smoothness of the spatial gradients: ``kind="l1_identity"`` (the default, as ``loss.smoothness``'s:
+    :data:`regexplain.config.SMOOTHNESS`) is :func:`smoothness_l1_identity` (the authors');
+    ``"squared_diff"`` (below) is this project's earlier term.
 
     ``"squared_diff"``: mean squared forward difference of ``g`` along the three axes.
 
@@ -147,7 +149,7 @@ def smoothness(grads: Tensor, kind: str = "squared_diff") -> Tensor:
     if kind == "l1_identity":
         return smoothness_l1_identity(grads)
     if kind != "squared_diff":
-        raise ValueError(f"unknown smoothness {kind!r}; choose 'l1_identity' or 'squared_diff'")
+        raise ValueError(f"unknown smoothness {kind!r}; choose one of {SMOOTHNESS}")
     if grads.ndim != 5 or grads.shape[1] != 3:
         raise ValueError(f"smoothness expects gradients (B, 3, D, H, W), got {tuple(grads.shape)}")
     terms = [grads.diff(dim=d).pow(2).mean() for d in (2, 3, 4) if grads.shape[d] > 1]

@@ -17,6 +17,7 @@ import numpy as np
 
 from regexplain import disentangle as dz
 from regexplain import spatial
+from regexplain.config import MATCH_COMPONENTS
 from regexplain.latent import Decomposition, component_displacements, decode_codes
 
 
@@ -89,3 +90,82 @@ def matched_displacements(runs: Sequence[tuple[Any, Decomposition]], result: dic
             for (m, d), j in zip(runs, picks, strict=True)]
     ref = disp[0].flatten()
     return np.stack([(d if float(d.flatten() @ ref) >= 0 else -d).numpy() for d in disp])
+
+
+# ------------------------------------------------------------------------------------------ whole runs
+
+#: components compared when the caller gives none (capped by what the runs have): config.MATCH_COMPONENTS
+DEFAULT_COMPONENTS = MATCH_COMPONENTS
+
+
+def architecture(run) -> dict[str, Any]:
+    """What makes two runs' components comparable: architecture and latent shape (recorded in match.json)."""
+    shape = tuple(int(s) for s in run.val.images.shape[2:])
+    return {"run": str(run.run_dir), "skip_connections": bool(run.cfg.model.skip_connections),
+            "channels": [int(c) for c in run.cfg.model.channels], "working_shape": list(shape),
+            "latent_shape": [int(s) for s in run.model.latent_shape(shape)], "profile": run.cfg.profile}
+
+
+def differences(records: list[dict[str, Any]]) -> list[str]:
+    """How the runs differ from the reference (the first) in what :func:`architecture` records."""
+    ref, out = records[0], []
+    for r in records[1:]:
+        for key in ("skip_connections", "channels", "latent_shape"):
+            if r[key] != ref[key]:
+                out.append(f"{r['run']} has {key} {r[key]}, the reference {ref['run']} {ref[key]}")
+    return out
+
+
+def match_runs(opened: Sequence[Any], *, n: int | None = None, n_null: int = 20, seed: int = 0,
+               allow_mixed: bool = False) -> dict[str, Any]:
+    """:func:`cross_run_similarity` of opened runs (:class:`regexplain.runs.Run`, the reference first), as
+    ``regexplain match`` and notebook 08 run it: the runs must work at one shape and (unless
+    ``allow_mixed``) share an architecture; each decomposition is the run's cached one or fitted in memory
+    (nothing is written into the runs); ``n`` components (default :data:`DEFAULT_COMPONENTS`, capped by the
+    runs). The result also records ``runs`` (:func:`architecture`) and ``mixed``.
+
+    Raises:
+        UsageError: fewer than two runs, runs at different shapes, of different architectures without
+            ``allow_mixed``, or ``n`` above what a run has (naming the option and the run).
+    """
+    from regexplain.affine import foreground_mask
+    from regexplain.errors import UsageError
+    from regexplain.runs import ensure_decomposition
+
+    if len(opened) < 2:
+        raise UsageError("--runs: matching needs at least two runs")
+    shapes = {tuple(r.val.images.shape[2:]) for r in opened}
+    if len(shapes) > 1:
+        raise UsageError(f"--runs: the runs work at different shapes {sorted(shapes)}; match runs of one profile")
+    records = [architecture(r) for r in opened]
+    mixed = differences(records)
+    if mixed and not allow_mixed:
+        raise UsageError(f"--runs: the runs are not comparable ({'; '.join(mixed)}); match runs of one "
+                         "architecture, or pass --allow-mixed to match them anyway (match.json then says so)")
+    for r, rec in zip(opened, records, strict=True):
+        if r.decomposition is None:
+            r.decomposition = ensure_decomposition(r.run_dir, data=(r.train, r.val), save=False)
+        rec["n_components"] = int(r.decomposition.n_components)
+    most = min(rec["n_components"] for rec in records)
+    if n is not None and n > most:
+        fewest = min(records, key=lambda rec: rec["n_components"])
+        raise UsageError(f"--components {n}: the runs have at most {most} components ({fewest['run']} has {most})")
+    pairs = [(r.model, r.decomposition) for r in opened]
+    result = cross_run_similarity(pairs, foreground_mask(opened[0].train.labels), n=n or min(DEFAULT_COMPONENTS, most),
+                                  n_null=n_null, seed=seed)
+    result["runs"] = records
+    result["mixed"] = {"allowed": bool(allow_mixed), "differences": mixed}
+    return result
+
+
+def match_figure(opened: Sequence[Any], result: dict[str, Any], component: int = 1, **kw: Any):
+    """The reference's ``component`` and its match in every other run, as ``D(σ u) − D(0)`` on the
+    reference's first validation subject (axial slices, one column per run)."""
+    from regexplain.viz.figures import plot_slice_grid
+    from regexplain.viz.slices import slice_view
+
+    pairs = [(r.model, r.decomposition) for r in opened]
+    image, label = opened[0].val.images[0, 0].numpy(), opened[0].val.labels[0, 0].numpy()
+    grid = [[slice_view(image, label, d, "axial") for d in matched_displacements(pairs, result, component)]]
+    return plot_slice_grid(grid, col_labels=[r.run_dir.name for r in opened],
+                           row_labels=[f"component {component}" + (" (matched)" if len(opened) > 1 else "")], **kw)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from regexplain.config import load_config
-from regexplain.errors import Interrupted, RegexplainError
+from regexplain.errors import Interrupted, NotebookError
 from regexplain.results import write_results
 from regexplain.runs import MODELS, ensure_data, ensure_decomposition, ensure_trained, model_config, run_dir
 
@@ -38,9 +38,6 @@ NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 FACTOR_NOTEBOOKS = ("07_quantitative", "08_bases_and_seeds")
 
 
-class NotebookError(RegexplainError, RuntimeError):
-    """A notebook of the main job failed; the message names the notebook and the cell."""
-
 
 # ----------------------------------------------------------------------------------------- notebooks
 
@@ -50,11 +47,10 @@ def repo_path(p: str | Path) -> Path:
     return p if p.is_absolute() else REPO_ROOT / p
 
 
-def notebook_setup(interactive: bool, *dirs: str | Path) -> tuple[Path, ...]:
+def notebook_setup(*dirs: str | Path) -> tuple[Path, ...]:
     """What every notebook does after its parameters cell: its directory parameters resolved against the
     repository root (:func:`repo_path`). It never chooses a matplotlib backend: Jupyter's inline backend
-    shows the figures, in JupyterLab and in the batch run alike (:func:`execute_notebook`).
-    ``interactive`` (the notebooks' ``INTERACTIVE``) is accepted for the notebooks' widget cells."""
+    shows the figures, in JupyterLab and in the batch run alike (:func:`execute_notebook`)."""
     return tuple(repo_path(d) for d in dirs)
 
 

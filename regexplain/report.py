@@ -26,6 +26,7 @@ from regexplain.affine import (
     foreground_mask,
     random_affine_scores,
 )
+from regexplain.analysis_inputs import FactorTable, align_factors
 from regexplain.casestudy import (
     case_study_deltas,
     case_study_transforms,
@@ -34,20 +35,8 @@ from regexplain.casestudy import (
     summarize_case_study,
     transform_volumes,
 )
-from regexplain.errors import DataError
 from regexplain.latent import Decomposition, encode_volumes, inference, model_device
 from regexplain.scores import Coordinates, Factors, null_coordinates, r2_name, score_table
-
-
-def align_factors(ids: Sequence[str], factors: tuple[Sequence[str], Sequence[str], np.ndarray]
-                  ) -> np.ndarray:
-    """Rows of ``read_factors``' output ``(ids, names, values)`` in the order of ``ids``."""
-    f_ids, _, values = factors
-    where = {str(i): n for n, i in enumerate(f_ids)}
-    missing = [i for i in ids if str(i) not in where]
-    if missing:
-        raise DataError(f"factors.csv: no factors for {len(missing)} volume(s), e.g. {missing[:3]}")
-    return np.asarray(values, np.float64)[[where[str(i)] for i in ids]]
 
 
 def coordinate_section(c: Coordinates, f: Factors, variances: np.ndarray, n_null: int, seed: int
@@ -66,13 +55,15 @@ def coordinate_section(c: Coordinates, f: Factors, variances: np.ndarray, n_null
 
 def _add_affine_and_stability(section: dict[str, Any], contents, null, stability) -> None:
     section["affine"] = {"components": contents, **dz.null_summary(affine_score(contents), null)}
-    section["scores"]["affine share"] = {k: v for k, v in section["affine"].items() if k != "components"}
+    section["scores"]["affine share"] = {**{k: v for k, v in section["affine"].items() if k != "components"},
+                                         "family": "affine share"}
     section["stability"] = stability
-    section["scores"]["bootstrap stability"] = {k: v for k, v in stability.items() if k != "mean_abs_cos"}
+    section["scores"]["bootstrap stability"] = {**{k: v for k, v in stability.items() if k != "mean_abs_cos"},
+                                                "family": "bootstrap stability"}
 
 
 def interpretability_report(model, dec: Decomposition, train_set, val_set,
-                            factors: tuple[Sequence[str], Sequence[str], np.ndarray], *, k_info: int = 8,
+                            factors: FactorTable, *, k_info: int = 8,
                             n_null: int = 20, n_boot: int = 20, n_affine: int = 8, seed: int = 0,
                             field_baseline: bool = True, strengths: Sequence[float] = (0.2, 0.4, 0.6, 1.0),
                             batch_size: int = 8) -> dict[str, Any]:
@@ -119,9 +110,27 @@ def interpretability_report(model, dec: Decomposition, train_set, val_set,
     return report
 
 
+#: the report's sections and how tables name them after the run (``"hippocampus_noskip latent PCA"``)
+SECTION_LABELS = {"latent": "latent PCA", "fields": "deformation-field PCA"}
+
+
+def report_sections(run: str, report: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """``{"<run> latent PCA": section, "<run> deformation-field PCA": section}`` of one report (the sections
+    it has), as notebook 07 plots and tables them."""
+    return {f"{run} {label}": report[key] for key, label in SECTION_LABELS.items() if key in report}
+
+
+def report_score_rows(run: str, report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Rows of the ``scores`` result table for one report: :func:`score_rows` of its sections, each row also
+    carrying ``run`` and ``section`` (``latent`` / ``fields``), which RESULTS.md's summary selects by."""
+    return [{**r, "run": run, "section": key} for key, label in SECTION_LABELS.items() if key in report
+            for r in score_rows({f"{run} {label}": report[key]})]
+
+
 def score_rows(sections: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Rows of the ``scores`` result table (:mod:`regexplain.results`) from ``{model or basis: section}``
-    (a report section, or any ``{"scores": {name: null summary or number}}``)."""
+    (a report section, or any ``{"scores": {name: null summary or number}}``); a score's structured fields
+    (``family``, ``factor``, ``transform``, ``variant``: :class:`regexplain.scores.ScoreKey`) come along."""
     return [{"model": m, "score": k, **(v if isinstance(v, Mapping) else {"observed": v})}
             for m, sec in sections.items() for k, v in sec["scores"].items()]
 

@@ -12,7 +12,8 @@ A new table is one :data:`TABLES` entry plus the rows a notebook saves.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,13 +24,17 @@ from regexplain.io import write_json, write_text
 @dataclass(frozen=True)
 class Column:
     """One column: the row key it shows, its header, its decimals (floats only), and optionally a second
-    key shown in brackets after the value (``0.50 (1)``: a score and the component it was found on)."""
+    key shown in brackets after the value (``0.50 (1)``: a score and the component it was found on), or a
+    ``fmt`` that writes the cell from the whole row (an interval, a verdict in bold)."""
     key: str
     header: str
     digits: int = 2
     paren: str | None = None
+    fmt: Callable[[Mapping[str, Any]], str] | None = None
 
     def render(self, row: Mapping[str, Any]) -> str:
+        if self.fmt is not None:
+            return self.fmt(row)
         text = cell(row.get(self.key), self.digits)
         return f"{text} ({cell(row[self.paren])})" if self.paren and row.get(self.paren) is not None else text
 
@@ -47,6 +52,43 @@ class Table:
 
 def _cols(*specs: tuple) -> tuple[Column, ...]:
     return tuple(Column(*s) for s in specs)
+
+
+def number(x: Any) -> str:
+    """Two decimals for a finite number, ``–`` otherwise (a missing baseline, an empty interval)."""
+    return f"{x:.2f}" if isinstance(x, (int, float)) and math.isfinite(x) else "–"
+
+
+def _interval(r: Mapping[str, Any]) -> str:
+    m = r["measured"]
+    return f"{number(m['mean'])} [{number(m['lo'])}, {number(m['hi'])}] ({m['n']})"
+
+
+def _stability(r: Mapping[str, Any]) -> str:
+    """The verdict with each seed left out (:func:`regexplain.study.leave_one_out`), ``–`` without one."""
+    alt = r.get("without_seed")
+    if not alt:
+        return "–"
+    changed = [f"seed {s} → {v}" for s, v in alt.items() if v != r["verdict"]]
+    return f"*fragile*: without {'; '.join(changed)}" if changed else f"stable ({len(alt)} of {len(alt)})"
+
+
+#: the seed study's tables (:mod:`regexplain.study`), rendered in STUDY_<regime>.md and RESULTS.md's summary
+STUDY_TABLES: dict[str, Table] = {
+    "verdicts": Table("The paper's claims over seeds", (
+        Column("claim", "claim"),
+        Column("measured", "measured, mean [95 % interval] (n seeds)", fmt=_interval),
+        Column("baseline", "baseline", fmt=lambda r: ", ".join(f"{k} {number(v)}" for k, v in r["baseline"].items())),
+        Column("verdict", "verdict", fmt=lambda r: f"**{r['verdict']}**"),
+        Column("without_seed", "verdict with each seed left out", fmt=_stability),
+        Column("rule", "rule")), key=("claim",), details=False),
+    "study_runs": Table("The seed study's runs", (
+        Column("arch", "architecture"), Column("seed", "seed"),
+        Column("dice_after", "validation Dice before → after",
+               fmt=lambda r: f"{r['dice_before']:.3f} → {r['dice_after']:.3f}"),
+        Column("folding_pct", "folding (% of voxels)", fmt=lambda r: number(r["folding_pct"])),
+        Column("steps", "steps")), key=("arch", "seed"), details=False),
+}
 
 
 TABLES: dict[str, Table] = {
@@ -125,8 +167,9 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 
 
 def table_markdown(name: str, rows: Sequence[Mapping[str, Any]]) -> str:
-    """Rows of table ``name`` (:data:`TABLES`) as Markdown, as a notebook displays them."""
-    t = TABLES[name]
+    """Rows of table ``name`` (:data:`TABLES` or :data:`STUDY_TABLES`) as Markdown, as a notebook displays
+    them."""
+    t = TABLES[name] if name in TABLES else STUDY_TABLES[name]
     return markdown_table([c.header for c in t.columns],
                           ([c.render(r) for c in t.columns] for r in rows))
 

@@ -19,16 +19,13 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from regexplain.errors import CheckpointError, OutputError, RegexplainError
+from regexplain.errors import CheckpointError, OutputError, RunInUseError
 from regexplain.io import deferred_signals
 
 LOCK_NAME = ".regexplain.lock"
 CHECKPOINT_NAME = "checkpoint.pt"
 RUN_FILES = (CHECKPOINT_NAME, "config.yaml", "log.jsonl", "metrics.json")
 
-
-class RunInUseError(RegexplainError):
-    """Another training holds the run folder's lock."""
 
 
 def stale_temp_files(run_dir: Path) -> list[Path]:

@@ -13,10 +13,15 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from regexplain.config import Config, load_config
-from regexplain.errors import RegexplainError
+from regexplain.errors import CheckpointError, UsageError
+
+if TYPE_CHECKING:   # torch-heavy modules, imported when a run is opened
+    from regexplain.data.pairs import VolumeSet
+    from regexplain.latent import Decomposition
+    from regexplain.model import RegistrationNet
 
 #: run name -> (dataset, skip connections): the paper's three trained models
 MODELS: dict[str, tuple[str, bool]] = {
@@ -49,10 +54,10 @@ def model_config(profile: str, name: str, data_dir: str | Path = "data", seed: i
     """The config of one of the :data:`MODELS` under ``profile``, its data root under ``data_dir``.
 
     Raises:
-        RegexplainError: ``name`` is not one of :data:`MODELS`.
+        UsageError: ``name`` is not one of :data:`MODELS`.
     """
     if name not in MODELS:
-        raise RegexplainError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
+        raise UsageError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
     dataset, skip = MODELS[name]
     base = load_config(profile, dataset)
     over: dict[str, Any] = {"model": {"skip_connections": skip},
@@ -65,13 +70,9 @@ def model_config(profile: str, name: str, data_dir: str | Path = "data", seed: i
 def with_data(cfg: Config, source: str = "command line", **data: Any) -> Config:
     """``cfg`` with ``cfg.data`` fields replaced (``root``, ``split``, ``n_train``...), validated as a
     profile is (:class:`~regexplain.config.ConfigError` naming ``source``); ``cfg`` itself is unchanged."""
-    import dataclasses
+    from regexplain.config import override
 
-    from regexplain.config import _merge, config_from_dict
-
-    if not data:
-        return cfg
-    return config_from_dict(_merge(dataclasses.asdict(cfg), {"data": data}), source=source)
+    return override(cfg, {"data": data} if data else None, source=source)
 
 
 def run_dir(runs_dir: str | Path, profile: str, name: str) -> Path:
@@ -109,6 +110,29 @@ def run_finished(rd: str | Path) -> bool:
     return (rd / "checkpoint.pt").is_file() and (rd / "metrics.json").is_file()
 
 
+def read_log(rd: str | Path) -> list[dict[str, Any]]:
+    """The records of run ``rd``'s ``log.jsonl`` (:func:`regexplain.train.read_log`: a cut-off last line
+    dropped, a damaged one named)."""
+    from regexplain.train import read_log as read
+
+    return read(Path(rd) / "log.jsonl")
+
+
+def read_metrics(rd: str | Path) -> dict[str, Any]:
+    """Run ``rd``'s ``metrics.json`` (written after its last step). Raises :class:`CheckpointError`
+    naming the file when it is missing or unreadable."""
+    import json
+
+    path = Path(rd) / "metrics.json"
+    try:
+        out = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: no finished run's metrics ({e}); train the run first") from e
+    if not isinstance(out, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got {type(out).__name__}")
+    return out
+
+
 def ensure_trained(cfg: Config, rd: str | Path, *, force: bool = False, progress: bool = False) -> str:
     """Train into ``rd`` unless a finished run is there; resume an unfinished one."""
     from regexplain.train import train
@@ -128,7 +152,8 @@ def ensure_decomposition(rd: str | Path, *, data=None, force: bool = False, basi
                          save: bool = True):
     """The run's latent decomposition in ``basis`` (:mod:`regexplain.bases`; the paper's PCA by default),
     fitted on its training codes and cached in ``rd/decomposition`` (``rd/decomposition_<basis>``), refitted
-    when the checkpoint is newer. ``K = min(cfg.latent.n_components, n_train - 1)``. ``data``: the
+    when the checkpoint is newer. K by :func:`regexplain.analysis_inputs.n_components`; the
+    same metadata as ``regexplain decompose`` (:func:`~regexplain.analysis_inputs.decomposition_record`). ``data``: the
     ``(train, val)`` :class:`~regexplain.data.pairs.VolumeSet` pair, read from the run's config if ``None``.
     ``save=False``: a fresh cached one is still read, but a new fit stays in memory (``match`` writes nothing
     into the runs it reads).
@@ -136,10 +161,10 @@ def ensure_decomposition(rd: str | Path, *, data=None, force: bool = False, basi
     Raises:
         ValueError: an unknown basis, or ``supervised`` for data without ``factors.csv``.
     """
-    from regexplain.bases import fit_on_codes
+    from regexplain.analysis_inputs import decompose_run
     from regexplain.checkpoint import load_model
     from regexplain.data.pairs import load_splits
-    from regexplain.latent import Decomposition, encode_volumes
+    from regexplain.latent import Decomposition
 
     rd = Path(rd)
     out = rd / ("decomposition" if basis == "pca" else f"decomposition_{basis}")
@@ -148,13 +173,8 @@ def ensure_decomposition(rd: str | Path, *, data=None, force: bool = False, basi
             and (out / "decomposition.npz").stat().st_mtime >= ckpt.stat().st_mtime:
         return Decomposition.load(out)
     model, cfg = load_model(rd, device="cpu")
-    train_set, _ = data if data is not None else load_splits(cfg.data)
-    z = encode_volumes(model, train_set.images)
-    k = min(cfg.latent.n_components, z.shape[0] - 1)
-    shape = model.latent_shape(cfg.data.shape)
-    dec = Decomposition.fit(z, k, latent_shape=shape) if basis == "pca" else \
-        fit_on_codes(basis, model, z, train_set.ids, cfg.data.root, k, seed=seed, latent_shape=shape)
-    dec.meta.update(checkpoint=str(ckpt.absolute()), data=str(Path(cfg.data.root).absolute()), basis=basis)
+    train_set, val_set = data if data is not None else load_splits(cfg.data)
+    dec, _ = decompose_run(model, cfg, ckpt, train_set, val_set, basis=basis, seed=seed)
     if save:
         dec.save(out)
     return dec
@@ -166,11 +186,11 @@ def ensure_decomposition(rd: str | Path, *, data=None, force: bool = False, basi
 class Run:
     """One trained model with its data splits and, when asked for, its decomposition."""
     name: str
-    model: Any                 # RegistrationNet, eval mode
+    model: RegistrationNet     # eval mode
     cfg: Config                # the checkpoint's config, data overrides applied
-    train: Any                 # VolumeSet
-    val: Any                   # VolumeSet
-    decomposition: Any         # latent.Decomposition, or None
+    train: VolumeSet
+    val: VolumeSet
+    decomposition: Decomposition | None
     run_dir: Path
 
 
@@ -211,7 +231,7 @@ def load_run(profile: str, name: str, runs_dir: str | Path = "runs", data_dir: s
     ``basis``; its data are read from ``data_dir`` on this machine, not from where it was trained."""
     rd = run_dir(runs_dir, profile, name)
     if not run_finished(rd):
-        raise RegexplainError(f"{rd}: no finished training run; run `regexplain reproduce --profile {profile}`")
+        raise CheckpointError(f"{rd}: no finished training run; run `regexplain reproduce --profile {profile}`")
     root = model_config(profile, name, data_dir).data.root
     run = open_run(rd, device="cpu", data={"root": root}, decomposition=True, basis=basis,
                    source=f"{profile} {name}")

@@ -10,9 +10,9 @@ above twice the median of the medians; :func:`readout`):
 
 * ``rotation``: the same deltas in a Haar-random rotation of the K-dimensional PCA subspace (only the
   axes change, the information is the same);
-* ``variance_matched``: the same rotation, each axis rescaled to the PCA variance of its rank
-  (:func:`regexplain.disentangle.rotated_codes`), so a ratio that only reflects unequal variances is
-  matched by the null;
+* ``variance_matched``: the same rotation, each axis rescaled to the PCA variance of its rank (the score
+  registry's null, :func:`regexplain.scores.null_coordinates`), so a ratio that only reflects unequal
+  variances is matched by the null;
 * ``untrained``: an untrained encoder of the same architecture and seed, its own PCA, scored identically.
 
 Runs, scores and the verdict are written under ``out`` (one JSON per run, atomically); a rerun reuses
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from regexplain import disentangle as dz
+from regexplain import scores as sc
 from regexplain import study_record
 from regexplain.casestudy import readout_from_medians
 from regexplain.config import STUDY_REGIMES, STUDY_SEEDS  # noqa: F401 (STUDY_REGIMES: re-exported)
@@ -39,7 +39,7 @@ from regexplain.io import write_json, write_text
 ARCHS = ("noskip", "skip")
 #: factors read by "components read as rotation / translation / scaling" (the case study's axes)
 READ_FACTORS = {"rotation": "rot_z_deg", "translation": "trans_z_vox", "scaling": "scale"}
-N_SHOW = 10          # the paper's box plots show components 1-10
+N_SHOW = sc.N_SHOW   # the paper's box plots show components 1-10
 K_READ = 8           # components searched for a factor (Fig 7 shows 1-8)
 #: seeds per architecture of `regexplain study` (each verdict is also recomputed with every seed left out) and
 #: the regimes `--regime both` studies (the calibrated default and pose, for sensitivity): config.STUDY_*
@@ -60,70 +60,50 @@ RULES = {
 }
 
 
-# ------------------------------------------------------------------------------------------ read-out
+# ------------------------------------------------------------------------------------------- scoring
 
 def readout(abs_deltas: np.ndarray, n_show: int = N_SHOW) -> dict[str, Any]:
-    """:func:`readout_from_medians` of ``|Δa|`` ``(N, K)`` over the first ``n_show`` components."""
+    """:func:`readout_from_medians` of ``|Δa|`` ``(N, K)`` over the first ``n_show`` components: the ratio
+    (the registry's ``readout`` score, :func:`regexplain.scores.readout`) and its top / active components."""
     return readout_from_medians(np.median(np.abs(np.asarray(abs_deltas, np.float64))[:, :n_show], axis=0))
 
-
-def readout_nulls(deltas: np.ndarray, coeffs_train: np.ndarray, variances: np.ndarray, n_null: int = 200,
-                  seed: int = 0) -> dict[str, list[float]]:
-    """Read-out ratios of ``n_null`` random bases of the same subspace.
-
-    Args:
-        deltas: ``(N, K)`` signed coefficient changes ``a(X') - a(X)``.
-        coeffs_train: ``(N_train, K)`` training coefficients (for the variance matching).
-        variances: ``(K,)`` PCA variances.
-    Returns:
-        ``{"rotation": [...], "variance_matched": [...]}``, ``n_null`` ratios each.
-    """
-    rng = np.random.default_rng(seed)
-    out: dict[str, list[float]] = {"rotation": [], "variance_matched": []}
-    for _ in range(n_null):
-        rot = dz.random_rotation(deltas.shape[1], rng)
-        out["rotation"].append(readout(deltas @ rot)["ratio"])
-        out["variance_matched"].append(readout(dz.rotated_codes([coeffs_train, deltas], variances, rot)[1])["ratio"])
-    return out
-
-
-def best_single_r2(coeffs: np.ndarray, factor: np.ndarray, k: int = K_READ) -> float:
-    """Largest squared correlation of one factor ``(N,)`` with any of the first ``k`` coefficients."""
-    c = np.asarray(coeffs, np.float64)[:, :k]
-    f = np.asarray(factor, np.float64)
-    c = (c - c.mean(0)) / np.where(c.std(0) > 0, c.std(0), 1.0)
-    f = (f - f.mean()) / (f.std() or 1.0)
-    return float(np.max((c * f[:, None]).mean(0) ** 2))
-
-
-# ------------------------------------------------------------------------------------------- scoring
 
 def score_coefficients(deltas: Mapping[str, np.ndarray], coeffs_train: np.ndarray, coeffs_val: np.ndarray,
                        variance_ratio: np.ndarray, factors_val: Mapping[str, np.ndarray] | None = None,
                        n_null: int = 200, seed: int = 0) -> dict[str, Any]:
-    """Every study score of one model from its coefficients (pure; what :func:`score_run` computes).
+    """Every study score of one model from its coefficients (pure; what :func:`score_run` computes): the
+    registry's ``readout`` and ``best single R²`` (:data:`regexplain.scores.STUDY_SCORES`), each beside the
+    registry's nulls (:func:`regexplain.scores.null_coordinates`).
+
+    Nulls: the read-out in ``n_null`` random bases of the same subspace with matched variances
+    (``null_variance_matched_p95``, the one the verdict uses) and plainly rotated (``null_rotation_p95``, shown
+    beside it); the best single-component R² in ``max(n_null // 4, 20)`` matched-variance bases (seed + 1).
 
     ``deltas``: transform name -> ``(N, K)`` signed changes; ``variance_ratio``: ``(K,)`` explained variance
     ratios; ``factors_val``: factor name -> ``(N_val,)`` true values (phantoms), or ``None``.
     """
     variances = coeffs_train.var(0, ddof=1)
+    c = sc.Coordinates(coeffs_train, coeffs_val, dict(deltas))
     out: dict[str, Any] = {"explained_K": float(np.sum(variance_ratio)),
                            "explained_first4": float(np.sum(variance_ratio[:4])), "readout": {}, "reading": {}}
-    for name, d in deltas.items():
-        nulls = readout_nulls(d, coeffs_train, variances, n_null, seed)
-        out["readout"][name] = {**readout(np.abs(d)),
-                                **{f"null_{k}_p95": float(np.percentile(v, 95)) for k, v in nulls.items()}}
-    if factors_val:
-        rng = np.random.default_rng(seed + 1)
-        for transform, fname in READ_FACTORS.items():
-            if fname not in factors_val:
-                continue
-            f = factors_val[fname]
-            null = [best_single_r2(dz.rotated_codes([coeffs_train, coeffs_val], variances,
-                                                    dz.random_rotation(coeffs_val.shape[1], rng))[1], f)
-                    for _ in range(max(n_null // 4, 20))]
-            out["reading"][transform] = {"r2": best_single_r2(coeffs_val, f),
-                                         "null_p95": float(np.percentile(null, 95))}
+    no_factors = sc.Factors((), np.zeros((len(coeffs_train), 0)), np.zeros((len(coeffs_val), 0)), K_READ)
+    score = {"readout": sc.readout}
+    matched = sc.score_table(c, no_factors, sc.null_coordinates(c, variances, n_null, seed), score)
+    rotated = sc.score_table(c, no_factors, sc.null_coordinates(c, None, n_null, seed), score)
+    for label, entry in matched.items():
+        t = entry["transform"]
+        out["readout"][t] = {**readout(np.abs(deltas[t])), "null_rotation_p95": rotated[label]["null_p95"],
+                             "null_variance_matched_p95": entry["null_p95"]}
+    wanted = {f: t for t, f in READ_FACTORS.items() if factors_val and f in factors_val}
+    if wanted:
+        names = list(wanted)
+        truth = sc.Factors(names, np.zeros((len(coeffs_train), len(names))),
+                           np.column_stack([np.asarray(factors_val[n], np.float64) for n in names]), K_READ)
+        nulls = sc.null_coordinates(sc.Coordinates(coeffs_train, coeffs_val), variances, max(n_null // 4, 20),
+                                    seed + 1)
+        for entry in sc.score_table(sc.Coordinates(coeffs_train, coeffs_val), truth, nulls,
+                                    {"best single R²": sc.best_single_r2}).values():
+            out["reading"][wanted[entry["factor"]]] = {"r2": entry["observed"], "null_p95": entry["null_p95"]}
     return out
 
 
@@ -238,29 +218,13 @@ def leave_one_out(scores: Mapping[str, Sequence[Mapping[str, Any]]], rows: Seque
     return out
 
 
-def _stability(r: Mapping[str, Any]) -> str:
-    alt = r.get("without_seed")
-    if not alt:
-        return "–"
-    changed = [f"seed {s} → {v}" for s, v in alt.items() if v != r["verdict"]]
-    return f"*fragile*: without {'; '.join(changed)}" if changed else f"stable ({len(alt)} of {len(alt)})"
-
-
-def _fmt(x: Any) -> str:
-    return f"{x:.2f}" if isinstance(x, (int, float)) and np.isfinite(x) else "–"
-
-
 def verdict_markdown(rows: Sequence[Mapping[str, Any]], title: str = "Verdict") -> str:
     """``claim | measured (95 % interval) | baseline | verdict | each seed left out | rule`` as a markdown
-    table; the stability column reads :func:`leave_one_out`'s record ("–" without one)."""
-    lines = [f"### {title}", "", "| claim | measured, mean [95 % interval] (n seeds) | baseline | verdict | "
-             "verdict with each seed left out | rule |", "|---|---|---|---|---|---|"]
-    for r in rows:
-        m = r["measured"]
-        base = ", ".join(f"{k} {_fmt(v)}" for k, v in r["baseline"].items())
-        lines.append(f"| {r['claim']} | {_fmt(m['mean'])} [{_fmt(m['lo'])}, {_fmt(m['hi'])}] ({m['n']}) | {base} | "
-                     f"**{r['verdict']}** | {_stability(r)} | {r['rule']} |")
-    return "\n".join(lines) + "\n"
+    table (:data:`regexplain.results.STUDY_TABLES`); the stability column reads :func:`leave_one_out`'s
+    record ("–" without one)."""
+    from regexplain.results import table_markdown
+
+    return "\n".join([f"### {title}", "", table_markdown("verdicts", rows)]) + "\n"
 
 
 def run_rows(runs_dir: str | Path, archs: Sequence[str], seeds: Sequence[int]) -> list[dict[str, Any]]:
@@ -292,30 +256,37 @@ def runs_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     """The trained runs' registration (``arch | seed | Dice before → after | folding | steps``), then the
     runs that did not register: their scores stay in the verdicts (they are what the recipe gave), but a
     reader should know that they describe a decoder that outputs the identity."""
-    lines = ["#### Runs", "",
-             "| architecture | seed | validation Dice before → after | folding (% of voxels) | steps |",
-             "|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['arch']} | {r['seed']} | {r['dice_before']:.3f} → {r['dice_after']:.3f} | "
-                     f"{_fmt(r['folding_pct'])} | {r['steps']} |")
+    from regexplain.results import table_markdown
+
     stuck = [f"{r['arch']} seed {r['seed']}" for r in rows if not r["registers"]]
-    lines += ["", (f"Did not register (validation Dice gain below {MIN_DICE_GAIN}): {', '.join(stuck)}; "
-                   "their scores are kept in the verdicts above." if stuck else
-                   f"Every run registers (validation Dice gain of at least {MIN_DICE_GAIN}).")]
-    return "\n".join(lines) + "\n"
+    return "\n".join(["#### Runs", "", table_markdown("study_runs", rows), "",
+                      (f"Did not register (validation Dice gain below {MIN_DICE_GAIN}): {', '.join(stuck)}; "
+                       "their scores are kept in the verdicts above." if stuck else
+                       f"Every run registers (validation Dice gain of at least {MIN_DICE_GAIN}).")]) + "\n"
 
 
 # --------------------------------------------------------------------------------------- the study
 
-def _factors(cfg, ids: Sequence[str]) -> dict[str, np.ndarray] | None:
-    from regexplain.data.synthetic import read_factors
+def study_runs(out: str | Path, regime: str, arch: str = "noskip") -> list[Any]:
+    """The finished runs of ``arch`` in a study folder (``out/<regime>/runs/<arch>_seed<N>``), in seed order,
+    opened on the CPU (:class:`regexplain.runs.Run`) with the study's own data (``out/<regime>/data``: a
+    copied or moved study still opens). Empty when the study has none."""
+    from regexplain import runs
 
-    root = Path(cfg.data.root)
-    if not (root / "factors.csv").is_file():
-        return None
-    fid, names, values = read_factors(root)
-    row = {i: k for k, i in enumerate(fid)}
-    return {n: values[[row[i] for i in ids], j] for j, n in enumerate(names)}
+    base = Path(out) / regime
+    found = [(int(rd.name.rsplit("seed", 1)[1]), rd) for rd in (base / "runs").glob(f"{arch}_seed*")
+             if rd.name.rsplit("seed", 1)[1].isdigit() and runs.run_finished(rd)]
+    data = base / "data" / "hippocampus"
+    return [runs.open_run(rd, device="cpu", data={"root": str(data)} if data.is_dir() else None, progress=False)
+            for _, rd in sorted(found)]
+
+
+
+def _factors(cfg, ids: Sequence[str]) -> dict[str, np.ndarray] | None:
+    from regexplain.analysis_inputs import factors_by_name, read_factor_table
+
+    table = read_factor_table(cfg.data.root)
+    return None if table is None else factors_by_name(ids, table, Path(cfg.data.root) / "factors.csv")
 
 
 def _untrained(cfg):
@@ -329,12 +300,11 @@ def _untrained(cfg):
 
 def _run_config(profile: str, base: Path, regime: str, arch: str, seed: int):
     from regexplain import runs
-    from regexplain.config import config_from_dict
+    from regexplain.config import override
 
     name = f"hippocampus_{'noskip' if arch == 'untrained' else arch}"
-    values = runs.model_config(profile, name, base / "data", seed).to_dict()
-    values["data"]["phantom_regime"] = regime
-    return config_from_dict(values, source=f"study {profile} {regime}")
+    return override(runs.model_config(profile, name, base / "data", seed), {"data": {"phantom_regime": regime}},
+                    source=f"study {profile} {regime}")
 
 
 def run_study(profile: str = "quick", out: str | Path = "study", *, seeds: Sequence[int] = tuple(range(DEFAULT_SEEDS)),
@@ -350,10 +320,10 @@ def run_study(profile: str = "quick", out: str | Path = "study", *, seeds: Seque
     from tqdm.auto import tqdm
 
     from regexplain import runs
+    from regexplain.analysis_inputs import encode_splits, fit_decomposition
     from regexplain.checkpoint import load_model
     from regexplain.config import PHANTOM_REGIMES
     from regexplain.data.pairs import load_splits
-    from regexplain.latent import Decomposition, encode_volumes
 
     seeds = [int(s) for s in seeds]
     if len(seeds) < 3 or len(set(seeds)) != len(seeds):
@@ -391,9 +361,7 @@ def run_study(profile: str = "quick", out: str | Path = "study", *, seeds: Seque
         train_set, val_set = data_cache["sets"]
         if arch == "untrained":
             model = _untrained(cfg)
-            z = encode_volumes(model, train_set.images)
-            dec = Decomposition.fit(z, min(cfg.latent.n_components, z.shape[0] - 1),
-                                    latent_shape=model.latent_shape(cfg.data.shape))
+            dec = fit_decomposition(model, encode_splits(model, train_set, val_set), cfg.latent.n_components)
         else:
             rd = base / "runs" / f"{arch}_seed{seed}"
             log(runs.ensure_trained(cfg, rd, progress=False))

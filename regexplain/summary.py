@@ -38,8 +38,9 @@ def _f(x: Any, digits: int = 2) -> str:
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
-        ["| " + " | ".join(r) + " |" for r in rows]
+    from regexplain.results import markdown_table
+
+    return markdown_table(header, rows).splitlines()
 
 
 def _rows(results: Mapping[str, Any], table: str, **match: Any) -> list[Mapping[str, Any]]:
@@ -89,14 +90,10 @@ def _claim_lines(results: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _selectivity(results, basis: str) -> dict[str, Mapping[str, Any]]:
-    """transform -> {observed, null_p95} of the per-subject top share (notebook 07), for one basis."""
-    out = {}
-    for r in _rows(results, "scores", model=basis):
-        k = str(r.get("score"))
-        if k.startswith("selectivity ") and k.endswith("(top share)"):
-            out[k[len("selectivity "):-len(" (top share)")]] = r
-    return out
+def _selectivity(results, run: str) -> dict[str, Mapping[str, Any]]:
+    """transform -> {observed, null_p95} of the per-subject top share of ``run``'s latent PCA (notebook 07)."""
+    return {r["transform"]: r for r in _rows(results, "scores", run=run, section="latent", family="selectivity",
+                                             variant="top share")}
 
 
 def _case(results, model: str) -> dict[str, Mapping[str, Any]]:
@@ -109,7 +106,7 @@ def _fig5_row(results) -> list[str] | None:
         return None
     measured = "; ".join(f"{t}: component {s.get('top')}, {_f(s.get('ratio'), 1)}× the next"
                          for t, s in case.items())
-    sel = _selectivity(results, "hippocampus_noskip latent PCA")
+    sel = _selectivity(results, "hippocampus_noskip")
     baseline = "; ".join(f"{t}: top share {_f(v.get('observed'))} vs null 95 % {_f(v.get('null_p95'))}"
                          for t, v in sel.items()) or "random-basis null: run notebook 07 (phantoms)"
     return [CLAIMS["fig5"], measured, baseline]
@@ -121,7 +118,7 @@ def _fig8_row(results) -> list[str] | None:
         return None
     measured = "components above 2× the median, no skip / skip: " + "; ".join(
         f"{t} {noskip[t].get('n_active')} / {skip[t].get('n_active')}" for t in noskip if t in skip)
-    a, b = _selectivity(results, "hippocampus_noskip latent PCA"), _selectivity(results, "hippocampus_skip latent PCA")
+    a, b = _selectivity(results, "hippocampus_noskip"), _selectivity(results, "hippocampus_skip")
     baseline = "; ".join(f"{t}: top share {_f(a[t].get('observed'))} / {_f(b[t].get('observed'))} "
                          f"(null 95 % {_f(a[t].get('null_p95'))} / {_f(b[t].get('null_p95'))})"
                          for t in a if t in b) or "random-basis null: run notebook 07 (phantoms)"

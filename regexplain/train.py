@@ -165,6 +165,13 @@ class _Log:
                 f.write(json.dumps(record) + "\n")
 
 
+def read_log(path: str | Path) -> list[dict]:
+    """Every record of a run's ``log.jsonl`` (training steps and validations, in order). A cut-off last
+    line (a kill while writing) is dropped with a note; a damaged line elsewhere raises
+    :class:`TrainingError` naming the file and the line."""
+    return [rec for _, rec in _log_records(Path(path))]
+
+
 def _log_records(path: Path) -> list[tuple[str, dict]]:
     """``(line, record)`` of every line of a run's log. A cut-off last line (a kill while writing) is
     dropped with a note; a damaged line elsewhere is a :class:`TrainingError` naming file and line."""

@@ -98,9 +98,9 @@ def test_smoothness_matches_numpy_and_vanishes_on_constant_gradients():
     rng = np.random.default_rng(4)
     g = rng.random((2, 3, 5, 6, 7))
     ref = sum(np.mean(np.diff(g, axis=ax) ** 2) for ax in (2, 3, 4)) / 3
-    assert float(L.smoothness(torch.as_tensor(g))) == pytest.approx(ref, rel=1e-12)
+    assert float(L.smoothness(torch.as_tensor(g), "squared_diff")) == pytest.approx(ref, rel=1e-12)
     const = torch.ones(1, 3, 5, 6, 7) * torch.tensor([0.8, 1.0, 1.3]).view(1, 3, 1, 1, 1)
-    assert float(L.smoothness(const)) == 0.0
+    assert float(L.smoothness(const, "squared_diff")) == 0.0
 
 
 def test_authors_smoothness_is_l1_of_the_sigmoid_output_to_one_half():
@@ -111,6 +111,7 @@ def test_authors_smoothness_is_l1_of_the_sigmoid_output_to_one_half():
     g[0, 2, 0] = 2.0      # s = 1.00 -> |0.50|
     expect = (0.25 + 0.40 + 0.50) / 6
     assert float(L.smoothness(g, "l1_identity")) == pytest.approx(expect, rel=1e-6)
+    assert float(L.smoothness(g)) == float(L.smoothness(g, LossConfig().smoothness))   # one default
     assert float(L.smoothness_l1_identity(g)) == pytest.approx(expect, rel=1e-6)
     s = torch.sigmoid(torch.randn(2, 3, 4, 5, 6, generator=torch.Generator().manual_seed(0)))
     ref = torch.nn.L1Loss()(s, torch.full_like(s, 0.5))   # the authors' call, on their sigmoid output

@@ -48,12 +48,12 @@ def test_cli_registers_reproduce():
 
 def test_notebook_setup_resolves_paths_and_never_chooses_a_backend(tmp_path):
     code = ("import matplotlib; matplotlib.use('svg'); import regexplain.viz.figures, regexplain.viz.widgets; "
-            "from regexplain import pipeline; pipeline.notebook_setup(False, 'figures'); "
+            "from regexplain import pipeline; pipeline.notebook_setup('figures'); "
             "print(matplotlib.get_backend())")
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "svg"        # importing the package and the setup left the user's choice
-    rel, absolute = pipeline.notebook_setup(False, "figures", tmp_path)
+    rel, absolute = pipeline.notebook_setup("figures", tmp_path)
     assert rel == pipeline.REPO_ROOT / "figures"
     assert absolute == tmp_path
 

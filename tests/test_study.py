@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from regexplain import disentangle as dz
+from regexplain import scores as sc
 from regexplain import study
 from regexplain.errors import CheckpointError
 
@@ -33,13 +34,58 @@ def test_readout_is_the_ratio_of_the_two_largest_medians():
 
 def test_nulls_keep_the_subspace_and_match_variances():
     train, deltas = _latents()
-    nulls = study.readout_nulls(deltas, train, train.var(0, ddof=1), n_null=30, seed=1)
-    assert len(nulls["rotation"]) == len(nulls["variance_matched"]) == 30
-    rot = dz.random_rotation(train.shape[1], np.random.default_rng(3))
-    # a rotation keeps every delta's norm (same subspace), the variance matching keeps the PCA spectrum
-    np.testing.assert_allclose(np.linalg.norm(deltas @ rot, axis=1), np.linalg.norm(deltas, axis=1))
-    vm = dz.rotated_codes([train, deltas], train.var(0, ddof=1), rot)[0]
-    np.testing.assert_allclose(vm.var(0, ddof=1), train.var(0, ddof=1), rtol=1e-10)
+    c = sc.Coordinates(train, train[:40], {"t": deltas})
+    matched = sc.null_coordinates(c, train.var(0, ddof=1), n_null=5, seed=1)
+    rotated = sc.null_coordinates(c, None, n_null=5, seed=1)
+    for m, r in zip(matched, rotated, strict=True):
+        # a rotation keeps every delta's norm (same subspace), the variance matching keeps the PCA spectrum
+        np.testing.assert_allclose(np.linalg.norm(r.deltas["t"], axis=1), np.linalg.norm(deltas, axis=1))
+        np.testing.assert_allclose(m.train.var(0, ddof=1), train.var(0, ddof=1), rtol=1e-10)
+        assert not np.allclose(r.deltas["t"], deltas)
+
+
+def _reference_scores(deltas, train, val, factors_val, n_null, seed):
+    """The study's scores computed by hand, as study.py did before it used the score registry: the same
+    Haar rotations (seed) for every transform's read-out nulls, a second set (seed + 1) for the R² null,
+    now shared by the factors as the registry's nulls are (study.py drew fresh ones per factor)."""
+    def ratio(d):
+        return study.readout_from_medians(np.median(np.abs(d)[:, :study.N_SHOW], axis=0))["ratio"]
+
+    def best_r2(coeffs, f):
+        c = coeffs[:, :study.K_READ]
+        c = (c - c.mean(0)) / np.where(c.std(0) > 0, c.std(0), 1.0)
+        return float(np.max((c * ((f - f.mean()) / f.std())[:, None]).mean(0) ** 2))
+
+    var = train.var(0, ddof=1)
+    out = {}
+    for t, d in deltas.items():
+        rng = np.random.default_rng(seed)
+        rots = [dz.random_rotation(d.shape[1], rng) for _ in range(n_null)]
+        out[t] = (ratio(d), np.percentile([ratio(d @ r) for r in rots], 95),
+                  np.percentile([ratio(dz.rotated_codes([train, d], var, r)[1]) for r in rots], 95))
+    rng = np.random.default_rng(seed + 1)
+    rots = [dz.random_rotation(val.shape[1], rng) for _ in range(max(n_null // 4, 20))]
+    for fname in study.READ_FACTORS.values():
+        f = factors_val[fname]
+        null = [best_r2(dz.rotated_codes([train, val], var, r)[1], f) for r in rots]
+        out[fname] = (best_r2(val, f), np.percentile(null, 95))
+    return out
+
+
+def test_study_scores_from_the_registry_equal_the_hand_built_ones():
+    train, deltas = _latents(3)
+    val = train[:40]
+    rng = np.random.default_rng(7)
+    factors = {f: val[:, i] + 0.3 * rng.standard_normal(40) for i, f in enumerate(study.READ_FACTORS.values())}
+    d = {"translation": deltas, "rotation": deltas[:, ::-1].copy()}
+    got = study.score_coefficients(d, train, val, train.var(0) / train.var(0).sum(), factors, n_null=40, seed=2)
+    ref = _reference_scores(d, train, val, factors, n_null=40, seed=2)
+    for t in d:
+        r = got["readout"][t]
+        assert (r["ratio"], r["null_rotation_p95"], r["null_variance_matched_p95"]) == pytest.approx(ref[t], rel=1e-9)
+    for t, fname in study.READ_FACTORS.items():
+        r = got["reading"][t]
+        assert (r["r2"], r["null_p95"]) == pytest.approx(ref[fname], rel=1e-9)
 
 
 def _scores(planted: bool, n_seeds=3, untrained_planted=False):
@@ -84,8 +130,11 @@ def test_each_baseline_can_fail():
     f = np.random.default_rng(0).standard_normal(50)
     noise = np.random.default_rng(1).standard_normal((50, 4))
     coeffs = np.c_[f + 0.1 * noise[:, 0], noise[:, 1:]]
-    assert study.best_single_r2(coeffs, f) > 0.9
-    assert study.best_single_r2(coeffs[:, 1:], f) < 0.3
+    def best(c):
+        key, = sc.best_single_r2(sc.Coordinates(c, c), sc.Factors(["f"], f[:, None], f[:, None], 8)).values()
+        return key
+    assert best(coeffs) > 0.9
+    assert best(coeffs[:, 1:]) < 0.3
 
 
 def test_interval_is_a_t_interval():

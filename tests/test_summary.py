@@ -10,15 +10,22 @@ def _case(model, top, ratio, n):
     return {"model": model, "transform": "rotation", "top": top, "ratio": ratio, "n_active": n}
 
 
-def _score(model, observed, null_p95):
-    return {"model": model, "score": "selectivity rotation (top share)", "observed": observed, "null_p95": null_p95}
+def _score(run, observed, null_p95, **fields):
+    """A `scores` row as notebook 07 saves it (report.report_score_rows): selected by its fields, never by
+    its label."""
+    return {"model": f"{run} latent PCA", "run": run, "section": "latent", "score": "a label nobody parses",
+            "family": "selectivity", "transform": "rotation", "variant": "top share", "observed": observed,
+            "null_p95": null_p95, **fields}
 
 
 RESULTS = {
     "paper": PAPER,
     "rows": {"case_study": [_case("hippocampus_noskip", 2, 3.0, 1), _case("hippocampus_skip", 5, 1.1, 4)],
-             "scores": [_score("hippocampus_noskip latent PCA", 0.8, 0.4),
-                        _score("hippocampus_skip latent PCA", 0.3, 0.45)]},
+             "scores": [_score("hippocampus_noskip", 0.8, 0.4), _score("hippocampus_skip", 0.3, 0.45),
+                        # other variants, sections and families are not the summary's selectivity baseline
+                        _score("hippocampus_noskip", 0.1, 0.9, variant="mean response"),
+                        _score("hippocampus_noskip", 0.2, 0.9, section="fields"),
+                        _score("hippocampus_skip", 0.1, 0.9, family="SAP")]},
 }
 
 

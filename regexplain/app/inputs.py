@@ -16,13 +16,10 @@ from typing import Any
 import numpy as np
 
 from regexplain.app import ENV_CWD
-from regexplain.errors import RegexplainError
+from regexplain.errors import ExplorerUnavailable, RegexplainError
 
 HINT = "Create one with `regexplain decompose --model RUN_DIR --out DIR`."
 
-
-class ExplorerUnavailable(RegexplainError):
-    """The decomposition (or the checkpoint / data it names) cannot be opened."""
 
 
 @dataclass
@@ -185,16 +182,14 @@ def _cached_basis(where, dec, basis: str, ckpt: Path):
 def _in_basis(where, dec, model, cfg, train, basis: str):
     """``dec``'s run in ``basis``, with as many components, fitted on the training codes (cached beside the
     decomposition, :func:`basis_cache`, when that folder is writable)."""
-    from regexplain.bases import fit_on_codes
-    from regexplain.latent import encode_volumes
+    from regexplain.analysis_inputs import encode_splits, fit_decomposition
 
     cached = _cached_basis(where, dec, basis, resolve(dec.meta.get("checkpoint", where)))
     if cached is not None:
         return cached
     try:
-        z = encode_volumes(model, train.images)
-        new = fit_on_codes(basis, model, z, train.ids, cfg.data.root, min(dec.n_components, len(z) - 1),
-                           latent_shape=dec.latent_shape)
+        new = fit_decomposition(model, encode_splits(model, train), dec.n_components, basis=basis,
+                                root=cfg.data.root)
     except ValueError as e:
         raise unavailable(where, str(e), "Choose another --basis.") from e
     new.meta.update({k: v for k, v in dec.meta.items() if k in ("checkpoint", "data")}, basis=basis)

@@ -14,13 +14,10 @@ from pathlib import Path
 
 from regexplain.app import ENV_BASIS, ENV_CHECKPOINT, ENV_CWD, ENV_DATA, ENV_DECOMPOSITION, ENV_SUBJECT
 from regexplain.app.notebook import write_notebook
-from regexplain.errors import RegexplainError
+from regexplain.errors import AppError
 
 HOST = "127.0.0.1"
 
-
-class AppError(RegexplainError, RuntimeError):
-    """The explorer app could not be started."""
 
 
 def free_port() -> int:

@@ -52,10 +52,10 @@ def _load(model_path: str, args: argparse.Namespace):
 
 
 def _decompose(args: argparse.Namespace) -> int:
+    from regexplain.analysis_inputs import decompose_run
     from regexplain.checkpoint import checkpoint_path
-    from regexplain.errors import UsageError
+    from regexplain.errors import DataError, UsageError
     from regexplain.io import check_writable
-    from regexplain.latent import encode_volumes
 
     check_writable(args.out)
     model, cfg, train, val = _load(args.model, args)
@@ -63,38 +63,19 @@ def _decompose(args: argparse.Namespace) -> int:
     if args.components is not None and args.components > most:
         raise UsageError(f"--components/-k {args.components}: a PCA of {len(train.ids)} training volumes has "
                          f"at most {most} components")
-    k = args.components or min(cfg.latent.n_components, most)  # the profile's K, capped for small datasets
-    z_tr = encode_volumes(model, train.images, args.batch_size)
-    z_va = encode_volumes(model, val.images, args.batch_size)
-    shape = model.latent_shape(train.images.shape[2:])
-    # absolute paths: `explore` and `casestudy` may run from another folder than this one
-    meta = {"checkpoint": str(checkpoint_path(args.model).absolute()),
-            "data": str(Path(cfg.data.root).absolute()), "K": k, "dataset": cfg.data.dataset,
-            "working_shape": list(train.images.shape[2:]),
-            "skip_connections": bool(cfg.model.skip_connections)}
-    dec = _fit(args, z_tr, k, shape, model, cfg, train.ids)
-    dec.meta.update(meta, K=dec.n_components)   # supervised: one direction per known factor
-    dec.extra.update(train_coefficients=dec.project(z_tr), val_coefficients=dec.project(z_va),
-                     train_ids=np.asarray(train.ids, dtype=str), val_ids=np.asarray(val.ids, dtype=str))
-    dec.save(args.out)
-    s = dec.summary()
-    print(f"K={k} latent {tuple(shape)} ({z_tr.shape[1]} features), {len(train.ids)} train / "
-          f"{len(val.ids)} val: explained {s['total']:.1%}, first four {s['first4']:.1%}")
-    print(f"decomposition: {args.out}")
-    return 0
-
-
-def _fit(args, z_tr, k, shape, model, cfg, ids):
-    """The decomposition of the training codes in the requested basis (``--basis``)."""
-    from regexplain.bases import fit_on_codes
-    from regexplain.errors import DataError, UsageError
-
-    try:
-        return fit_on_codes(args.basis, model, z_tr, ids, cfg.data.root, k, seed=args.seed, latent_shape=shape)
+    try:   # K: --components, else the profile's, capped for small datasets (analysis_inputs.n_components)
+        dec, codes = decompose_run(model, cfg, checkpoint_path(args.model), train, val, k=args.components,
+                                   basis=args.basis, seed=args.seed, batch_size=args.batch_size)
     except DataError:
         raise   # names its file already
     except ValueError as e:
         raise UsageError(f"--{e}") from e
+    dec.save(args.out)
+    s = dec.summary()
+    print(f"K={dec.n_components} latent {tuple(codes.latent_shape)} ({codes.train.shape[1]} features), "
+          f"{len(train.ids)} train / {len(val.ids)} val: explained {s['total']:.1%}, first four {s['first4']:.1%}")
+    print(f"decomposition: {args.out}")
+    return 0
 
 
 def _casestudy(args: argparse.Namespace) -> int:

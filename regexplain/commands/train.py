@@ -82,11 +82,8 @@ def _train(args: argparse.Namespace) -> int:
 
 def _resume_config(args: argparse.Namespace):
     """The run's stored config, with only --steps / --max-minutes / --data applied on top."""
-    import dataclasses
-
     from regexplain.checkpoint import checkpoint_config, checkpoint_path, read_checkpoint
-    from regexplain.config import _merge as merge  # one merge rule for profiles and overrides
-    from regexplain.config import config_from_dict
+    from regexplain.config import override
 
     path = checkpoint_path(args.out)
     cfg = checkpoint_config(read_checkpoint(path), path)
@@ -94,7 +91,7 @@ def _resume_config(args: argparse.Namespace):
     over = _overrides(argparse.Namespace(data=args.data, steps=args.steps, max_minutes=args.max_minutes,
                                          split=None, n_train=None, n_val=None))
     over["data"].pop("exact_counts", None)  # the run's own split rule goes on
-    return config_from_dict(merge(dataclasses.asdict(cfg), over), source=f"{path} + command line")
+    return override(cfg, over, source=f"{path} + command line")
 
 
 def _check_same_run(cfg, args: argparse.Namespace, path: Path) -> None:
