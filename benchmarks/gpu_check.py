@@ -50,7 +50,7 @@ def run_tests() -> int:
 def timed_training(data: Path, out: Path, steps: int, amp: bool) -> dict:
     from regexplain import runs
     from regexplain.config import load_config
-    from regexplain.train import train
+    from regexplain.registration.train import train
 
     cfg = load_config("paper", "hippocampus", {
         "data": {"root": str(data)},

@@ -1,7 +1,7 @@
 """Quantitative interpretability of trained models on phantoms with known factors (trains nothing).
 
 For every run directory: encode the data, fit the latent PCA (K from the config unless ``--k``), compute
-:func:`regexplain.report.interpretability_report`, write it as JSON beside the run (or ``--out``) and
+:func:`regexplain.analysis.report.interpretability_report`, write it as JSON beside the run (or ``--out``) and
 print one table with a column per run. Each score shows ``observed (null mean, p)`` where the null is a
 random orthonormal basis of the PCA subspace with matched variances. Usage::
 
@@ -15,11 +15,11 @@ import json
 import time
 from pathlib import Path
 
-from regexplain.checkpoint import checkpoint_path
+from regexplain.analysis.latent import Decomposition, encode_volumes
+from regexplain.analysis.report import interpretability_report
 from regexplain.data.synthetic import read_factors
 from regexplain.io import write_json
-from regexplain.latent import Decomposition, encode_volumes
-from regexplain.report import interpretability_report
+from regexplain.registration.checkpoint import checkpoint_path
 from regexplain.runs import open_run
 from regexplain.runtime import select_device
 

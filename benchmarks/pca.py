@@ -14,7 +14,7 @@ import numpy as np
 from common import alternate, device_info, parser, setup, summary, table, write
 from sklearn.decomposition import PCA
 
-from regexplain.latent import pca_gram
+from regexplain.analysis.latent import pca_gram
 
 
 def _sk(solver: str):

@@ -32,8 +32,8 @@ from collections.abc import Callable
 import torch
 from common import alternate, device_info, parser, setup, summary, table, write
 
-from regexplain.model import RegistrationNet
-from regexplain.spatial import one_hot, warp, warp_labels
+from regexplain.registration.model import RegistrationNet
+from regexplain.registration.spatial import one_hot, warp, warp_labels
 
 ARCHS = {"paper (32..512)": (32, 64, 128, 256, 512), "quick (8,16,32,32)": (8, 16, 32, 32)}
 GOAL_S = 0.25
@@ -59,7 +59,7 @@ def register_batch1_native(model: RegistrationNet, moving: torch.Tensor, fixed: 
     """``register`` before the batch-1 fix: every decoder layer at the batch given."""
     from unittest import mock
 
-    with mock.patch("regexplain.model._ONEDNN_MIN_NCDH", -1):
+    with mock.patch("regexplain.registration.model._ONEDNN_MIN_NCDH", -1):
         return register_one_way(model, moving, fixed, onehot)
 
 
@@ -96,7 +96,8 @@ def _variants(model: RegistrationNet, moving, fixed, onehot, device, cpu_bf16: b
 def register_gflop(model: RegistrationNet, moving: torch.Tensor, fixed: torch.Tensor) -> float:
     """Floating-point operations (multiply + add = 2) the network needs per ``model.register`` call, in
     GFLOP: counted on the pair repeated into a batch of 2 and halved, so that the 2 extra planes of the
-    batch-1 decoder layers split in halves on the CPU (``regexplain.model``) do not count as needed work."""
+    batch-1 decoder layers split in halves on the CPU (``regexplain.registration.model``) do not count as
+    needed work."""
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter:

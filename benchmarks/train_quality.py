@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 
 from regexplain.config import load_config
-from regexplain.losses import registration_loss
-from regexplain.model import RegistrationNet
+from regexplain.registration.losses import registration_loss
+from regexplain.registration.model import RegistrationNet
+from regexplain.registration.spatial import one_hot
+from regexplain.registration.train import train
 from regexplain.runtime import set_threads
-from regexplain.spatial import one_hot
-from regexplain.train import train
 
 
 def quality(data: Path, out: Path, minutes: float, models: list[str], threads: int) -> list[dict]:

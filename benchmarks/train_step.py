@@ -2,8 +2,8 @@
 
     python benchmarks/train_step.py [--quick] [--profiles smoke quick paper] [--device cuda] [--compile]
 
-One step is what :class:`regexplain.train.Trainer` does: draw pairs of different subjects from data resident
-on the device, augment them (same transform for image and label), forward both directions, the four
+One step is what :class:`regexplain.registration.train.Trainer` does: draw pairs of different subjects from
+data resident on the device, augment them (same transform for image and label), forward both directions, the four
 losses both ways, backward, Adam. Reported per profile and variant: median seconds per step, volumes per
 second (``2 * batch`` volumes are registered per step), the share of the step spent drawing + augmenting,
 and peak memory (``torch.cuda.max_memory_allocated`` on a GPU; the process's peak RSS on the CPU).
@@ -37,9 +37,9 @@ from common import (
 )
 
 from regexplain.config import Config, load_config
-from regexplain.losses import registration_loss
-from regexplain.model import RegistrationNet
-from regexplain.train import _draw_batch, _to_float, step_seed
+from regexplain.registration.losses import registration_loss
+from regexplain.registration.model import RegistrationNet
+from regexplain.registration.train import _draw_batch, _to_float, step_seed
 
 CL3D = torch.channels_last_3d
 

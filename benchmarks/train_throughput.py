@@ -2,7 +2,7 @@
 
     python benchmarks/train_throughput.py [--quick] [--steps 30] [--rounds 3] [--base d2855ba]
 
-Each variant is a real ``regexplain.train.train`` of the quick hippocampus profile (32^3, batch 4, the
+Each variant is a real ``regexplain.registration.train.train`` of the quick hippocampus profile (32^3, batch 4, the
 authors' augmentation forced on both sides with ``data.augment.prob: 1`` since the quick default dropped it,
 every loss term) on the same random volumes, in its own Python process, for
 ``--steps`` steps without intermediate validation; a variant's step time is the median of the per-step
@@ -41,7 +41,7 @@ RUNNER = textwrap.dedent("""
     import numpy as np, torch
     from regexplain.config import load_config
     from regexplain.data.pairs import VolumeSet
-    from regexplain.train import train
+    from regexplain.registration.train import train
 
     run, steps, processes = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     over = {"train": {"steps": steps, "val_every": 10 ** 6, "checkpoint_every": 10 ** 6, "n_val_pairs": 2},

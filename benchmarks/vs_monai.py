@@ -5,8 +5,9 @@
 Same RegistrationNet (MONAI has no spatial-gradient late-fusion network), same smoothness and Jacobian
 terms (ours; MONAI's BendingEnergyLoss is another regulariser); replaced: the warp by
 ``monai.networks.blocks.Warp`` (displacement in voxels, channels (D, H, W), from
-:func:`regexplain.spatial.map_to_displacement`), LNCC by ``LocalNormalizedCrossCorrelationLoss(kernel_size=9,
-kernel_type="rectangular")`` and Dice by ``DiceLoss(include_background=False)``. Before timing, the script
+:func:`regexplain.registration.spatial.map_to_displacement`), LNCC by
+``LocalNormalizedCrossCorrelationLoss(kernel_size=9, kernel_type="rectangular")`` and Dice by
+``DiceLoss(include_background=False)``. Before timing, the script
 checks that both losses agree on one augmented batch within 1e-5. Like with like: our LNCC runs with MONAI's
 flat-window guard (``loss.lncc_flat: monai``, each variance floored at 1e-5); the default guard (the authors',
 VoxelMorph's ``cross^2 / (var var + 1e-5)``) differs from MONAI's by ~1e-3 on augmented, zero-padded
@@ -30,14 +31,14 @@ from torch import Tensor
 from train_step import StepRunner, profile_config
 
 from regexplain.config import LossConfig, load_config
-from regexplain.losses import JAC_MARGIN, registration_loss, smoothness
-from regexplain.spatial import jacobian_determinant, map_to_displacement
+from regexplain.registration.losses import JAC_MARGIN, registration_loss, smoothness
+from regexplain.registration.spatial import jacobian_determinant, map_to_displacement
 
 GOALS = {"cpu": 1.2, "cuda": 1.5}
 
 
 class MonaiLoss:
-    """:func:`regexplain.losses.registration_loss` with MONAI's Warp, LNCC and Dice (same weights)."""
+    """:func:`regexplain.registration.losses.registration_loss` with MONAI's Warp, LNCC and Dice (same weights)."""
 
     def __init__(self, window: int = 9):
         from monai.losses import DiceLoss, LocalNormalizedCrossCorrelationLoss

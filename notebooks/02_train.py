@@ -69,7 +69,7 @@ Markdown(table_markdown("dice", rows))
 
 # %%
 from regexplain.data.pairs import validation_pairs
-from regexplain.evaluation import baseline_row
+from regexplain.registration.evaluation import baseline_row
 
 base_rows = []
 for name in runs.MODELS:

@@ -7,7 +7,7 @@
 # **Arrows: the motion of the structure.** The decoder's field is a sampling offset u(x): the warped image
 # reads the moving one at x + u(x), so u points *against* the motion. Every picture here draws, by default,
 # where each point of the moving anatomy lands, m(p) = x − p with x + u(x) = p (the inverse map's
-# displacement, `regexplain.spatial.motion_field`): arrows start on the red contour and point towards the
+# displacement, `regexplain.registration.spatial.motion_field`): arrows start on the red contour and point towards the
 # gold one, coloured by their length (voxels), dark red smallest, white largest. `ARROWS = "sampling"` draws
 # u(x) instead; each figure's caption says which. Orientation letters (S/I, A/P, L/R) come from the images'
 # affine.
@@ -38,10 +38,10 @@ BASIS = "pca"            # the paper's; or ica, sparse_pca, sefa, supervised, ra
 import numpy as np
 
 from regexplain import pipeline, runs
+from regexplain.analysis.latent import component_displacements, displacement_stats
 from regexplain.app.page import explorer_panel
 from regexplain.errors import RegexplainError
 from regexplain.io import write_bytes
-from regexplain.latent import component_displacements, displacement_stats
 from regexplain.results import save_results
 from regexplain.viz.figures import plot_slice_grid, save_figure
 from regexplain.viz.interactive import component_views, explorer_figure, write_html

@@ -18,7 +18,7 @@ INTERACTIVE = True
 from IPython.display import Markdown
 
 from regexplain import pipeline, runs
-from regexplain.casestudy import case_study, readout_rows, summarize_case_study
+from regexplain.analysis.casestudy import case_study, readout_rows, summarize_case_study
 from regexplain.results import save_results, table_markdown
 from regexplain.viz.figures import plot_delta_boxplots, save_figure
 

@@ -20,9 +20,9 @@ INTERACTIVE = True
 from IPython.display import Markdown
 
 from regexplain import pipeline, runs
-from regexplain.casestudy import selectivity_rows
+from regexplain.analysis.casestudy import selectivity_rows
+from regexplain.analysis.report import interpretability_report, report_score_rows, report_sections
 from regexplain.data.synthetic import read_factors
-from regexplain.report import interpretability_report, report_score_rows, report_sections
 from regexplain.results import records_markdown, save_results, table_markdown
 from regexplain.viz.figures import plot_component_bars, plot_observed_vs_null, plot_selectivity_by_strength, save_figure
 

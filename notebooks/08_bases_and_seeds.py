@@ -27,11 +27,11 @@ REGIME = "calibrated"     # the default phantoms (`regexplain study --regime bot
 from IPython.display import Markdown, display
 
 from regexplain import pipeline, runs
-from regexplain.comparison import compare_bases, comparison_rows, reading, winners
+from regexplain.analysis.comparison import compare_bases, comparison_rows, reading, winners
+from regexplain.analysis.matching import match_figure, match_runs
+from regexplain.analysis.study import study_runs
 from regexplain.data.synthetic import read_factors
-from regexplain.matching import match_figure, match_runs
 from regexplain.results import save_results, table_markdown
-from regexplain.study import study_runs
 from regexplain.viz.figures import plot_observed_vs_null, save_figure
 
 DATA_DIR, RUNS_DIR, FIGURES_DIR, STUDY_DIR = pipeline.notebook_setup(DATA_DIR, RUNS_DIR, FIGURES_DIR,

@@ -22,14 +22,14 @@ from regexplain.io import write_text
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 PRECISIONS = ("float32", "bfloat16")  # inference precisions of RegistrationNet.register
-ACTIVATIONS = ("sigmoid", "softplus")    # decoder gradient activations (see regexplain.model)
-SMOOTHNESS = ("l1_identity", "squared_diff")   # smoothness terms, the default first (see regexplain.losses)
-LNCC_FLAT = ("voxelmorph", "monai")            # LNCC's guard against flat windows (see regexplain.losses)
+ACTIVATIONS = ("sigmoid", "softplus")    # decoder gradient activations (see regexplain.registration.model)
+SMOOTHNESS = ("l1_identity", "squared_diff")   # smoothness terms, the default first (registration.losses)
+LNCC_FLAT = ("voxelmorph", "monai")            # LNCC's guard against flat windows (see regexplain.registration.losses)
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")   # the network's tensors in training
-#: the seed study's defaults (regexplain.study; here so that the CLI reads them without importing torch)
+#: the seed study's defaults (regexplain.analysis.study; here so that the CLI reads them without importing torch)
 STUDY_SEEDS = 5
 STUDY_REGIMES = ("calibrated", "pose")      # `study --regime both`: the calibrated default and pose
-#: components `regexplain match` compares by default (regexplain.matching; here for the torch-free CLI)
+#: components `regexplain match` compares by default (regexplain.analysis.matching; here for the torch-free CLI)
 MATCH_COMPONENTS = 8
 PHANTOM_REGIMES = ("calibrated", "pose", "msd_like")   # regexplain.data.synthetic.REGIMES (kept in sync by a test)
 

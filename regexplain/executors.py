@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from regexplain.errors import TrainingError, UsageError
-from regexplain.parallel import main_not_rerun
+from regexplain.registration.parallel import main_not_rerun
 
 Runner = Callable[[Sequence["TrainingJob"]], list[str]]
 

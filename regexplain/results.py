@@ -65,7 +65,7 @@ def _interval(r: Mapping[str, Any]) -> str:
 
 
 def _stability(r: Mapping[str, Any]) -> str:
-    """The verdict with each seed left out (:func:`regexplain.study.leave_one_out`), ``–`` without one."""
+    """The verdict with each seed left out (:func:`regexplain.analysis.study.leave_one_out`), ``–`` without one."""
     alt = r.get("without_seed")
     if not alt:
         return "–"
@@ -73,7 +73,7 @@ def _stability(r: Mapping[str, Any]) -> str:
     return f"*fragile*: without {'; '.join(changed)}" if changed else f"stable ({len(alt)} of {len(alt)})"
 
 
-#: the seed study's tables (:mod:`regexplain.study`), rendered in STUDY_<regime>.md and RESULTS.md's summary
+#: the seed study's tables (:mod:`regexplain.analysis.study`), rendered in STUDY_<regime>.md and RESULTS.md's summary
 STUDY_TABLES: dict[str, Table] = {
     "verdicts": Table("The paper's claims over seeds", (
         Column("claim", "claim"),

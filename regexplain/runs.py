@@ -19,9 +19,9 @@ from regexplain.config import Config, load_config
 from regexplain.errors import CheckpointError, UsageError
 
 if TYPE_CHECKING:   # torch-heavy modules, imported when a run is opened
+    from regexplain.analysis.latent import Decomposition
     from regexplain.data.pairs import VolumeSet
-    from regexplain.latent import Decomposition
-    from regexplain.model import RegistrationNet
+    from regexplain.registration.model import RegistrationNet
 
 #: run name -> (dataset, skip connections): the paper's three trained models
 MODELS: dict[str, tuple[str, bool]] = {
@@ -111,9 +111,9 @@ def run_finished(rd: str | Path) -> bool:
 
 
 def read_log(rd: str | Path) -> list[dict[str, Any]]:
-    """The records of run ``rd``'s ``log.jsonl`` (:func:`regexplain.train.read_log`: a cut-off last line
+    """The records of run ``rd``'s ``log.jsonl`` (:func:`regexplain.registration.train.read_log`: a cut-off last line
     dropped, a damaged one named)."""
-    from regexplain.train import read_log as read
+    from regexplain.registration.train import read_log as read
 
     return read(Path(rd) / "log.jsonl")
 
@@ -135,7 +135,7 @@ def read_metrics(rd: str | Path) -> dict[str, Any]:
 
 def ensure_trained(cfg: Config, rd: str | Path, *, force: bool = False, progress: bool = False) -> str:
     """Train into ``rd`` unless a finished run is there; resume an unfinished one."""
-    from regexplain.train import train
+    from regexplain.registration.train import train
 
     rd = Path(rd)
     if force and rd.exists():
@@ -150,10 +150,10 @@ def ensure_trained(cfg: Config, rd: str | Path, *, force: bool = False, progress
 
 def ensure_decomposition(rd: str | Path, *, data=None, force: bool = False, basis: str = "pca", seed: int = 0,
                          save: bool = True):
-    """The run's latent decomposition in ``basis`` (:mod:`regexplain.bases`; the paper's PCA by default),
+    """The run's latent decomposition in ``basis`` (:mod:`regexplain.analysis.bases`; the paper's PCA by default),
     fitted on its training codes and cached in ``rd/decomposition`` (``rd/decomposition_<basis>``), refitted
-    when the checkpoint is newer. K by :func:`regexplain.analysis_inputs.n_components`; the
-    same metadata as ``regexplain decompose`` (:func:`~regexplain.analysis_inputs.decomposition_record`). ``data``: the
+    when the checkpoint is newer. K by :func:`regexplain.analysis.inputs.n_components`; the
+    same metadata as ``regexplain decompose`` (:func:`~regexplain.analysis.inputs.decomposition_record`). ``data``: the
     ``(train, val)`` :class:`~regexplain.data.pairs.VolumeSet` pair, read from the run's config if ``None``.
     ``save=False``: a fresh cached one is still read, but a new fit stays in memory (``match`` writes nothing
     into the runs it reads).
@@ -161,10 +161,10 @@ def ensure_decomposition(rd: str | Path, *, data=None, force: bool = False, basi
     Raises:
         ValueError: an unknown basis, or ``supervised`` for data without ``factors.csv``.
     """
-    from regexplain.analysis_inputs import decompose_run
-    from regexplain.checkpoint import load_model
+    from regexplain.analysis.inputs import decompose_run
+    from regexplain.analysis.latent import Decomposition
     from regexplain.data.pairs import load_splits
-    from regexplain.latent import Decomposition
+    from regexplain.registration.checkpoint import load_model
 
     rd = Path(rd)
     out = rd / ("decomposition" if basis == "pca" else f"decomposition_{basis}")
@@ -216,7 +216,7 @@ def open_run(path: str | Path, *, device=None, data: dict[str, Any] | None = Non
     Raises:
         CheckpointError, ConfigError, DataError: naming the file or value at fault.
     """
-    from regexplain.checkpoint import checkpoint_path, load_model
+    from regexplain.registration.checkpoint import checkpoint_path, load_model
 
     model, cfg = load_model(path, device)
     cfg, splits = run_splits(cfg, data, source=source, progress=progress)

@@ -5,7 +5,7 @@ Three blocks, each row measured here beside the paper:
 * registration Dice (before → after) per model;
 * explained variance of the latent PCA (all K / first four);
 * each claim of the paper with the measured answer and its baseline. With a seed study in the results
-  (``results["study"]``: regime -> :mod:`regexplain.study`'s record, merged from ``figures/study_*.json``),
+  (``results["study"]``: regime -> :mod:`regexplain.analysis.study`'s record, merged from ``figures/study_*.json``),
   the rows are its verdicts; without one, this run's single-seed read-outs are shown with their
   random-basis nulls, and a line says how to get a verdict.
 
@@ -73,8 +73,8 @@ def summary_lines(results: Mapping[str, Any]) -> list[str]:
 
 def _claim_lines(results: Mapping[str, Any]) -> list[str]:
     studies = results.get("study") or {}
-    if studies:  # regime -> the seed study's record (regexplain.study): its verdicts are the claims' rows
-        from regexplain.study import runs_markdown, verdict_markdown
+    if studies:  # regime -> the seed study's record (regexplain.analysis.study): its verdicts are the claims' rows
+        from regexplain.analysis.study import runs_markdown, verdict_markdown
 
         lines = []
         for regime, st in studies.items():

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from regexplain import affine, casestudy, report, spatial
-from regexplain.latent import Decomposition, encode_volumes
-from regexplain.model import RegistrationNet
+from regexplain.analysis import affine, casestudy, report
+from regexplain.analysis.latent import Decomposition, encode_volumes
+from regexplain.registration import spatial
+from regexplain.registration.model import RegistrationNet
 
 N = 24
 SHAPE = (N, N, N)

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from regexplain import analysis_inputs as ai
+from regexplain.analysis import inputs as ai
 from regexplain.errors import DataError
 
 
@@ -41,7 +41,7 @@ def test_read_factor_table_is_none_without_factors(tmp_path, hippo_root):
 def test_decompose_and_the_main_job_write_the_same_metadata(decomposition_dir, tmp_path):
     """The explorer fixture's decomposition came from `regexplain decompose`; the main job's
     runs.ensure_decomposition on the same run must record the same keys, values and arrays."""
-    from regexplain.latent import Decomposition
+    from regexplain.analysis.latent import Decomposition
     from regexplain.runs import ensure_decomposition
 
     cli = Decomposition.load(decomposition_dir)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from regexplain.bases import BASES, fit_basis, sefa_directions
-from regexplain.latent import Decomposition
-from regexplain.model import RegistrationNet
+from regexplain.analysis.bases import BASES, fit_basis, sefa_directions
+from regexplain.analysis.latent import Decomposition
+from regexplain.registration.model import RegistrationNet
 
 
 def _frame(f: int, k: int, seed: int) -> np.ndarray:
@@ -95,7 +95,7 @@ def test_random_orthonormal_and_sparse_pca():
 
 
 def test_fit_on_codes_reads_the_factors_of_the_ids_and_names_a_missing_csv(tmp_path):
-    from regexplain.bases import fit_on_codes
+    from regexplain.analysis.bases import fit_on_codes
     from regexplain.data.synthetic import _write_factors
 
     rng = np.random.default_rng(0)

@@ -7,10 +7,10 @@ import pickle
 import pytest
 import torch
 
-from regexplain.checkpoint import load_model, read_checkpoint, save_checkpoint
 from regexplain.config import load_config
 from regexplain.errors import CheckpointError
-from regexplain.model import RegistrationNet
+from regexplain.registration.checkpoint import load_model, read_checkpoint, save_checkpoint
+from regexplain.registration.model import RegistrationNet
 
 
 @pytest.fixture

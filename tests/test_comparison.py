@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from regexplain import comparison
-from regexplain.bases import BASES
-from regexplain.model import RegistrationNet
+from regexplain.analysis import comparison
+from regexplain.analysis.bases import BASES
+from regexplain.registration.model import RegistrationNet
 
 
 def _blobs(n: int, seed: int):

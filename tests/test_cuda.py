@@ -12,9 +12,9 @@ pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available()
 def test_trainer_on_cuda_trains_and_writes_a_run(tmp_path, amp, fmt):
     from test_train import blobs
 
-    from regexplain.checkpoint import read_checkpoint
     from regexplain.config import load_config
-    from regexplain.train import Trainer
+    from regexplain.registration.checkpoint import read_checkpoint
+    from regexplain.registration.train import Trainer
 
     cfg = load_config("smoke", overrides={"train": {"steps": 3, "amp": amp, "memory_format": fmt,
                                                     "processes": 2}})   # processes: CPU only, 1 here
@@ -29,9 +29,9 @@ def test_trainer_on_cuda_trains_and_writes_a_run(tmp_path, amp, fmt):
 def test_cuda_float32_step_matches_cpu():
     """The same batch and weights: the float32 CUDA loss and head gradient equal the CPU ones to 1e-4."""
     from regexplain.config import load_config
-    from regexplain.losses import registration_loss
-    from regexplain.model import RegistrationNet
-    from regexplain.spatial import one_hot
+    from regexplain.registration.losses import registration_loss
+    from regexplain.registration.model import RegistrationNet
+    from regexplain.registration.spatial import one_hot
 
     cfg = load_config("smoke")
     torch.manual_seed(0)

@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 import torch
 
-from regexplain import spatial
 from regexplain.config import AugmentConfig
 from regexplain.data.augment import (
     apply_maps,
@@ -10,6 +9,7 @@ from regexplain.data.augment import (
     random_affine_maps,
     random_affine_params,
 )
+from regexplain.registration import spatial
 
 NONE = dict(flip_prob=0.0, rot90=False, rotation_deg=0.0, translation_vox=0.0, zoom=0.0, prob=1.0)
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from regexplain import spatial
 from regexplain.data import lung, msd, synthetic
 from regexplain.data.nifti import read_nifti
+from regexplain.registration import spatial
 
 
 def _centroid(mask):

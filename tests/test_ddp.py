@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from regexplain.checkpoint import read_checkpoint
+from regexplain.registration.checkpoint import read_checkpoint
 
 WORKER = textwrap.dedent("""
     import os, sys
@@ -22,7 +22,7 @@ WORKER = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     from test_train import blobs
     from regexplain.config import load_config
-    from regexplain.train import Trainer
+    from regexplain.registration.train import Trainer
 
     run, out = Path(sys.argv[1]), Path(sys.argv[2])
     cfg = load_config("smoke", "hippocampus", {{"train": {{"steps": int(sys.argv[3]), "threads": 1,
@@ -94,7 +94,7 @@ def test_train_processes_spawns_ranks_that_log_the_whole_batch(tmp_path):
     from test_train import blobs
 
     from regexplain.config import load_config
-    from regexplain.train import train
+    from regexplain.registration.train import train
 
     data = (blobs(8, seed=0), blobs(4, seed=1))
     logs = {}
@@ -117,7 +117,7 @@ def test_spawned_run_resumes_bit_for_bit(tmp_path):
     from test_train import blobs
 
     from regexplain.config import load_config
-    from regexplain.train import train
+    from regexplain.registration.train import train
 
     data = (blobs(8, seed=0), blobs(4, seed=1))
 
@@ -138,7 +138,7 @@ def test_a_rank_error_is_raised_again_in_the_parent(tmp_path):
 
     from regexplain.config import load_config
     from regexplain.errors import TrainingError
-    from regexplain.train import train
+    from regexplain.registration.train import train
 
     data = (blobs(8, seed=0), blobs(4, seed=1))
     cfg = load_config("smoke", "hippocampus", {"train": {"steps": 2, "processes": 2}})
@@ -155,7 +155,7 @@ SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     from test_train import blobs
     from regexplain.config import load_config
-    from regexplain.train import train
+    from regexplain.registration.train import train
 
     # no `if __name__ == "__main__":` guard: the ranks must not run this script again
     cfg = load_config("smoke", "hippocampus", {{"train": {{"steps": 2, "processes": 2}}}})
@@ -175,7 +175,7 @@ def test_spawning_script_needs_no_main_guard(tmp_path):
 
 def test_unequal_shares_are_refused():
     from regexplain.config import ConfigError, load_config
-    from regexplain.parallel import batch_share
+    from regexplain.registration.parallel import batch_share
 
     with pytest.raises(ConfigError, match="train.processes"):
         load_config("smoke", overrides={"train": {"batch_size": 3, "processes": 2}})
@@ -186,7 +186,7 @@ def test_unequal_shares_are_refused():
 
 def _initial_weights():
     from regexplain.config import load_config
-    from regexplain.model import RegistrationNet
+    from regexplain.registration.model import RegistrationNet
 
     torch.manual_seed(load_config("smoke").train.seed)
     return RegistrationNet.from_config(load_config("smoke")).state_dict()

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from regexplain import disentangle as dz
+from regexplain.analysis import disentangle as dz
 
 
 def _factors(n=2000, f=4, seed=0):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from regexplain import evaluation, metrics
-from regexplain.spatial import translation_map, warp
+from regexplain.registration import evaluation, metrics
+from regexplain.registration.spatial import translation_map, warp
 
 
 def _blob(shape, center, radii):

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from regexplain import executors, runs
-from regexplain.checkpoint import read_checkpoint
 from regexplain.config import load_config
 from regexplain.errors import TrainingError
+from regexplain.registration.checkpoint import read_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_bad_executor_options(tmp_path):
 
 @pytest.mark.slow
 def test_study_with_two_local_jobs(tmp_path):
-    from regexplain import study
+    from regexplain.analysis import study
 
     res = study.run_study("smoke", tmp_path, seeds=(0, 1, 2), regime="pose", n_null=10, progress=False,
                           log=lambda _m: None, executor=executors.local_processes(jobs=2))

@@ -102,8 +102,8 @@ def test_notebook_only_calls_the_package(tmp_path):
 
 @pytest.mark.slow
 def test_page_summary_follows_component(decomposition_dir):
+    from regexplain.analysis.latent import Decomposition
     from regexplain.app.page import explorer_page
-    from regexplain.latent import Decomposition
 
     page = explorer_page(str(decomposition_dir))
     explorer, summary = page.children[1].children
@@ -162,10 +162,10 @@ def test_explorer_shows_another_basis_from_the_url_and_the_cli(decomposition_dir
     named in the header and kept in the page's link; an unknown basis is refused by the CLI."""
     import re
 
+    from regexplain.analysis.bases import fit_on_codes
+    from regexplain.analysis.latent import encode_volumes
     from regexplain.app.inputs import load_inputs
     from regexplain.app.page import explorer_page
-    from regexplain.bases import fit_on_codes
-    from regexplain.latent import encode_volumes
     from regexplain.runs import open_run
 
     ica = load_inputs(decomposition_dir, basis="ica").decomposition

@@ -64,7 +64,7 @@ def _train(data: Path, out: Path) -> list[str]:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_train_interrupted_after_a_checkpoint_says_how_to_resume(data, tmp_path, sig):
-    from regexplain.checkpoint import read_checkpoint
+    from regexplain.registration.checkpoint import read_checkpoint
 
     run = tmp_path / "run"
     proc = start(_train(data, run), tmp_path)
@@ -163,10 +163,10 @@ def test_a_signal_in_the_middle_of_a_command(run, tmp_path, monkeypatch, capsys,
     data, rd = run
     out = tmp_path / "out"
     if command == "decompose":
-        _signal_self_in(monkeypatch, "regexplain.latent:encode_volumes", sig)
+        _signal_self_in(monkeypatch, "regexplain.analysis.latent:encode_volumes", sig)
         argv = ["decompose", "--model", str(rd), "--out", str(out), "--device", "cpu"]
     elif command == "match":
-        _signal_self_in(monkeypatch, "regexplain.matching:cross_run_similarity", sig)
+        _signal_self_in(monkeypatch, "regexplain.analysis.matching:cross_run_similarity", sig)
         argv = ["match", "--runs", str(rd), str(rd), "--out", str(out), "--null", "2"]
     else:
         _signal_self_in(monkeypatch, "regexplain.data.msd:fetch", sig)
@@ -192,7 +192,8 @@ def test_a_signal_while_register_writes_waits_for_the_last_output(run, tmp_path,
     mov = (g.random((20, 18, 22)) * 100).astype(np.float32)
     write_nifti(tmp_path / "m.nii.gz", mov, np.eye(4))
     write_nifti(tmp_path / "f.nii.gz", mov[::-1].copy(), np.eye(4))
-    _signal_self_in(monkeypatch, "regexplain.inference:write_nifti", signal.SIGTERM)   # at the first output
+    # at the first output
+    _signal_self_in(monkeypatch, "regexplain.registration.inference:write_nifti", signal.SIGTERM)
     out = tmp_path / "reg"
     assert main(["register", "--model", str(rd), "--moving", str(tmp_path / "m.nii.gz"), "--fixed",
                  str(tmp_path / "f.nii.gz"), "--out", str(out), "--device", "cpu"]) == 143

@@ -10,8 +10,8 @@ import torch
 from scipy import ndimage
 
 from regexplain.data.nifti import write_nifti
-from regexplain.inference import write_registration
-from regexplain.spatial import RAS_TO_LPS, affine_matrix
+from regexplain.registration.inference import write_registration
+from regexplain.registration.spatial import RAS_TO_LPS, affine_matrix
 
 sitk = pytest.importorskip("SimpleITK")
 

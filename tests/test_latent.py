@@ -7,9 +7,7 @@ import pytest
 import torch
 from sklearn.decomposition import PCA
 
-from regexplain import spatial
-from regexplain.errors import DataError
-from regexplain.latent import (
+from regexplain.analysis.latent import (
     Decomposition,
     component_displacements,
     displacement_stats,
@@ -19,7 +17,9 @@ from regexplain.latent import (
     strength,
     warp_by_component,
 )
-from regexplain.model import RegistrationNet
+from regexplain.errors import DataError
+from regexplain.registration import spatial
+from regexplain.registration.model import RegistrationNet
 
 SHAPE = (8, 8, 8)
 
@@ -172,9 +172,9 @@ def test_cli_decompose_and_casestudy(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("basis", ["ica", "sefa", "supervised", "random_orthonormal"])
 def test_cli_decompose_in_another_basis(tmp_path, basis):
+    from regexplain.analysis.latent import component_displacements
     from regexplain.cli import main
     from regexplain.data.synthetic import synthesize_hippocampus
-    from regexplain.latent import component_displacements
 
     data = synthesize_hippocampus(tmp_path / "data", 12, (32, 32, 32), seed=0, progress=False)  # 16^3 loses labels
     assert main(["train", "--profile", "smoke", "--data", str(data), "--out", str(tmp_path / "run"),
@@ -184,7 +184,7 @@ def test_cli_decompose_in_another_basis(tmp_path, basis):
     dec = Decomposition.load(tmp_path / "dec")
     assert dec.meta["basis"] == basis and dec.extra["val_coefficients"].shape[0] == 4
     assert np.allclose(np.linalg.norm(dec.components, axis=1), 1.0, atol=1e-5)
-    from regexplain.checkpoint import load_model
+    from regexplain.registration.checkpoint import load_model
     model, _ = load_model(tmp_path / "run")
     disp = component_displacements(model, dec, lam=1.0)                  # decodable like the PCA
     assert np.all(np.isfinite(np.asarray(disp)))

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from regexplain import losses as L
-from regexplain import spatial as sp
 from regexplain.config import ConfigError, LossConfig, load_config
-from regexplain.model import RegistrationNet
+from regexplain.registration import losses as L
+from regexplain.registration import spatial as sp
+from regexplain.registration.model import RegistrationNet
 
 
 def _lncc_brute(a, b, w):

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from regexplain import matching
-from regexplain.latent import Decomposition, encode_volumes
-from regexplain.model import RegistrationNet
+from regexplain.analysis import matching
+from regexplain.analysis.latent import Decomposition, encode_volumes
+from regexplain.registration.model import RegistrationNet
 
 
 def _run(seed: int):

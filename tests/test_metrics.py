@@ -8,8 +8,8 @@ from scipy import ndimage
 from scipy.spatial.distance import cdist
 from sklearn.metrics import f1_score
 
-from regexplain import metrics as M
-from regexplain import spatial as sp
+from regexplain.registration import metrics as M
+from regexplain.registration import spatial as sp
 
 SHAPE = (10, 12, 9)
 

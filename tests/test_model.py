@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from regexplain import spatial as sp
 from regexplain.config import ConfigError, load_config
-from regexplain.losses import registration_loss
-from regexplain.model import RegistrationNet, RegistrationOutput, gradient_activation
+from regexplain.registration import spatial as sp
+from regexplain.registration.losses import registration_loss
+from regexplain.registration.model import RegistrationNet, RegistrationOutput, gradient_activation
 
 SHAPE = (16, 16, 16)
 CH = (4, 8, 8)
@@ -205,8 +205,8 @@ def test_runs_on_cuda():
 
 
 def test_deep_supervision_is_the_identity_untrained_and_its_levels_are_coarse():
-    from regexplain.model import RegistrationNet
-    from regexplain.spatial import identity_map
+    from regexplain.registration.model import RegistrationNet
+    from regexplain.registration.spatial import identity_map
 
     torch.manual_seed(0)
     net = RegistrationNet((4, 8, 8, 8), deep_supervision=True)
@@ -230,9 +230,9 @@ def test_deep_supervision_loss_averages_the_named_terms_over_levels():
     import dataclasses
 
     from regexplain.config import LossConfig
-    from regexplain.losses import registration_loss
-    from regexplain.model import RegistrationOutput
-    from regexplain.spatial import identity_map, one_hot, translation_map
+    from regexplain.registration.losses import registration_loss
+    from regexplain.registration.model import RegistrationOutput
+    from regexplain.registration.spatial import identity_map, one_hot, translation_map
 
     torch.manual_seed(1)
     img = torch.rand(2, 1, 16, 16, 16)
@@ -255,7 +255,7 @@ def test_deep_supervision_loss_averages_the_named_terms_over_levels():
 
 
 def test_convs_per_level_follow_the_authors_nb_convs():
-    from regexplain.model import RegistrationNet
+    from regexplain.registration.model import RegistrationNet
 
     net = RegistrationNet((4, 8, 16, 16), convs_per_level=(1, 2, 3, 2, 2, 2))   # their --classic-vnet
     enc = [sum(isinstance(m, torch.nn.Conv3d) and m.kernel_size == (3, 3, 3) for m in lvl.modules())

@@ -70,7 +70,7 @@ def test_run_killed_before_its_first_checkpoint_can_be_started_again(hippo_root,
 
 
 def test_failed_training_removes_what_it_wrote(hippo_root, tmp_path, monkeypatch, capsys):
-    from regexplain import losses
+    from regexplain.registration import losses
 
     def nan_loss(*a, **k):
         return torch.tensor(float("nan"), requires_grad=True), {"total": float("nan")}
@@ -105,7 +105,7 @@ def test_read_only_dataset_still_trains(hippo_root, tmp_path, capsys):
 
 
 def test_register_never_writes_non_finite_volumes(run, tmp_path, monkeypatch, capsys):
-    from regexplain.model import RegistrationNet
+    from regexplain.registration.model import RegistrationNet
 
     g = np.random.default_rng(0)
     vol = (g.random((20, 18, 22)) * 100).astype(np.float32)

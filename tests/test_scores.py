@@ -1,4 +1,4 @@
-"""The score registry (regexplain.scores): each score against a brute-force or analytic reference, the
+"""The score registry (regexplain.analysis.scores): each score against a brute-force or analytic reference, the
 structured keys every number carries, and the nulls it stands beside."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from regexplain import scores as sc
+from regexplain.analysis import scores as sc
 
 
 def _coords(seed=0, n=60, m=30, k=6, planted=True):

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from regexplain import spatial as sp
+from regexplain.registration import spatial as sp
 
 SHAPE = (12, 10, 14)
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from regexplain.config import load_config
-from regexplain.losses import registration_loss
-from regexplain.model import RegistrationNet
-from regexplain.spatial import (
+from regexplain.registration.losses import registration_loss
+from regexplain.registration.model import RegistrationNet
+from regexplain.registration.spatial import (
     affine_matrix,
     affine_sampling_map,
     map_to_displacement,
@@ -56,7 +56,7 @@ def test_register_batch_1_equals_one_direction_decode(skip, convs):
     net = RegistrationNet((8, 16, 32, 32), skip_connections=skip, convs_per_level=convs).eval()
     torch.nn.init.normal_(net.decoder.head.weight, std=0.05)
     m, f = _pair(32, batch=1)
-    with mock.patch("regexplain.model._ONEDNN_MIN_NCDH", -1):
+    with mock.patch("regexplain.registration.model._ONEDNN_MIN_NCDH", -1):
         ref = net.register(m, f)
     phi = net.register(m, f)
     assert phi.shape == ref.shape == (1, 3, 32, 32, 32)
@@ -177,7 +177,7 @@ def _jacobian_stacked(phi):
 
 
 def test_jacobian_one_gradient_call_bit_identical_to_stacked():
-    from regexplain.spatial import jacobian_determinant
+    from regexplain.registration.spatial import jacobian_determinant
 
     phi = torch.randn(2, 3, 10, 7, 9, generator=torch.Generator().manual_seed(0), requires_grad=True)
     fast, ref = jacobian_determinant(phi), _jacobian_stacked(phi)

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from regexplain import disentangle as dz
-from regexplain import scores as sc
-from regexplain import study
+from regexplain.analysis import disentangle as dz
+from regexplain.analysis import scores as sc
+from regexplain.analysis import study
 from regexplain.errors import CheckpointError
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from regexplain import study_record
+from regexplain.analysis import study_record
 from regexplain.errors import UsageError
 
 
@@ -102,7 +102,7 @@ def test_a_folder_from_before_records_is_judged_by_its_runs_configs(tmp_path):
 def test_run_study_records_every_run_and_refuses_another_request(tmp_path, monkeypatch):
     """run_study itself: the record is written before any work, each new score file carries its run's
     record, study.json the request; a resume with other seeds is refused and changes nothing."""
-    from regexplain import study
+    from regexplain.analysis import study
 
     minimal = {"explained_K": 0.9, "explained_first4": 0.5, "readout": {}, "reading": {}}
     base = tmp_path / "study" / "pose"
@@ -127,9 +127,9 @@ def test_run_study_records_every_run_and_refuses_another_request(tmp_path, monke
 
 
 def test_study_both_checks_every_regime_before_the_first_runs(tmp_path, capsys):
-    from regexplain import study_record
+    from regexplain.analysis import study_record
+    from regexplain.analysis.study import ARCHS
     from regexplain.cli import main
-    from regexplain.study import ARCHS
 
     # the second regime's folder was started with other seeds: refused before the first regime trains
     other = study_record.study_request("smoke", "pose", range(4), ARCHS)

@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from regexplain import cli
-from regexplain.checkpoint import load_model, read_checkpoint
 from regexplain.config import ConfigError, load_config
 from regexplain.data.nifti import read_nifti, write_nifti
 from regexplain.data.pairs import VolumeSet
 from regexplain.errors import TrainingError
-from regexplain.inference import original_displacement
-from regexplain.train import train
+from regexplain.registration.checkpoint import load_model, read_checkpoint
+from regexplain.registration.inference import original_displacement
+from regexplain.registration.train import train
 
 
 def blobs(n: int, shape=(16, 16, 16), seed: int = 0) -> VolumeSet:
@@ -104,7 +104,7 @@ def test_skip_and_no_skip_train_and_reload(tmp_path, data, skip):
 
 
 def test_nan_loss_names_step_and_last_checkpoint(tmp_path, data, monkeypatch):
-    import regexplain.losses as losses
+    import regexplain.registration.losses as losses
 
     real = losses.registration_loss
     calls = {"n": 0}
@@ -192,7 +192,7 @@ def test_cli_evaluate_writes_csv_and_json(smoke_run, smoke_data, tmp_path):
 
 
 def test_cli_register_writes_on_the_fixed_grid(smoke_run, tmp_path, capsys):
-    from regexplain.spatial import affine_matrix
+    from regexplain.registration.spatial import affine_matrix
 
     shape = (20, 18, 22)
     g = np.random.default_rng(0)
@@ -246,8 +246,8 @@ def _read4d(path):
 
 
 def test_register_with_untrained_model_is_identity(tmp_path):
-    from regexplain.inference import register_files
-    from regexplain.model import RegistrationNet
+    from regexplain.registration.inference import register_files
+    from regexplain.registration.model import RegistrationNet
 
     cfg = smoke()
     model = RegistrationNet.from_config(cfg)           # zero head: identity map
@@ -262,7 +262,7 @@ def test_register_with_untrained_model_is_identity(tmp_path):
 
 
 def test_paper_profile_validates_once_per_epoch():
-    from regexplain.train import epoch_steps
+    from regexplain.registration.train import epoch_steps
 
     for dataset in ("hippocampus", "lung"):
         cfg = load_config("paper", dataset)
@@ -273,7 +273,7 @@ def test_paper_profile_validates_once_per_epoch():
 def test_pair_augmentation_flips_both_volumes_of_a_pair_alike():
     from regexplain.config import AugmentConfig
     from regexplain.data.augment import pair_augmentation_maps
-    from regexplain.spatial import jacobian_determinant
+    from regexplain.registration.spatial import jacobian_determinant
 
     g = torch.Generator().manual_seed(0)
     flips_only = AugmentConfig(flip_prob=0.5, rotation_deg=0, translation_vox=0, zoom=0, prob=1.0, rot90=False)

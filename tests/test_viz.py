@@ -42,7 +42,7 @@ def test_motion_arrows_point_where_the_contour_goes():
     contour moved, and are the inverse map's displacement; the sampling offsets point the other way."""
     import torch
 
-    from regexplain.spatial import identity_map, motion_field, warp
+    from regexplain.registration.spatial import identity_map, motion_field, warp
 
     shape = (16, 16, 16)
     image, label = _blob(shape, (8, 8, 8), 4)
@@ -62,7 +62,7 @@ def test_motion_arrows_point_where_the_contour_goes():
 
 
 def test_orientation_letters_follow_the_affine():
-    from regexplain.spatial import axis_codes, view_edge_letters
+    from regexplain.registration.spatial import axis_codes, view_edge_letters
 
     assert axis_codes(np.diag([2.0, 2.0, 2.0, 1.0])) == ("R", "A", "S")
     assert axis_codes(np.diag([-1.0, -1.0, 1.0, 1.0])) == ("L", "P", "S")
@@ -150,8 +150,8 @@ def tiny():
     fitted on random latents; a blob subject in the middle of a 16^3 volume."""
     import torch
 
-    from regexplain.latent import Decomposition
-    from regexplain.model import RegistrationNet
+    from regexplain.analysis.latent import Decomposition
+    from regexplain.registration.model import RegistrationNet
 
     torch.manual_seed(0)
     model = RegistrationNet([4, 8, 8])
@@ -223,7 +223,7 @@ def _decoded_zero(model, dec):
     """D(0) of the network as a voxel displacement, decoded here (not through the explorer's cache)."""
     import torch
 
-    from regexplain import spatial
+    from regexplain.registration import spatial
 
     model.eval()
     with torch.no_grad():

@@ -26,7 +26,7 @@ HINT = "Create one with `regexplain decompose --model RUN_DIR --out DIR`."
 class ExplorerInputs:
     model: Any                     # RegistrationNet, eval mode
     config: Any                    # the checkpoint's Config
-    decomposition: Any             # regexplain.latent.Decomposition
+    decomposition: Any             # regexplain.analysis.latent.Decomposition
     image: np.ndarray              # (D, H, W) in [0, 1]
     label: np.ndarray              # (D, H, W) int
     subject: str
@@ -47,7 +47,7 @@ def unavailable(path: str | Path, problem: object, hint: str = HINT) -> Explorer
 
 def open_decomposition(path: str | Path | None):
     """``Decomposition.load`` with the failure turned into the app's one readable message."""
-    from regexplain.latent import Decomposition
+    from regexplain.analysis.latent import Decomposition
 
     if not path:
         raise unavailable("(none given)", "no decomposition directory was given")
@@ -77,7 +77,7 @@ def load_inputs(decomposition: str | Path | None, *, checkpoint: str | Path | No
                 data: str | Path | None = None, subject: int | str = 0, basis: str | None = None
                 ) -> ExplorerInputs:
     """Decomposition, model, config and the validation subjects; ``subject`` (an id, or a 0-based number)
-    is the one shown first. ``basis`` (:data:`regexplain.bases.BASES`): when the decomposition is in
+    is the one shown first. ``basis`` (:data:`regexplain.analysis.bases.BASES`): when the decomposition is in
     another one, that basis is fitted on the run's training codes and shown instead."""
     dec, ckpt, root = check_sources(decomposition, checkpoint=checkpoint, data=data)
     model, cfg = _load_model(decomposition, ckpt)
@@ -124,7 +124,7 @@ def _named_path(where, meta: dict, key: str, override, flag: str) -> Path:
 
 
 def _load_model(where, ckpt: Path):
-    from regexplain.checkpoint import load_model
+    from regexplain.registration.checkpoint import load_model
 
     try:
         return load_model(ckpt, "cpu")
@@ -164,7 +164,7 @@ def basis_cache(decomposition: str | Path, basis: str) -> Path:
 
 
 def _cached_basis(where, dec, basis: str, ckpt: Path):
-    from regexplain.latent import Decomposition
+    from regexplain.analysis.latent import Decomposition
 
     path = basis_cache(where, basis)
     npz = path / "decomposition.npz"
@@ -182,7 +182,7 @@ def _cached_basis(where, dec, basis: str, ckpt: Path):
 def _in_basis(where, dec, model, cfg, train, basis: str):
     """``dec``'s run in ``basis``, with as many components, fitted on the training codes (cached beside the
     decomposition, :func:`basis_cache`, when that folder is writable)."""
-    from regexplain.analysis_inputs import encode_splits, fit_decomposition
+    from regexplain.analysis.inputs import encode_splits, fit_decomposition
 
     cached = _cached_basis(where, dec, basis, resolve(dec.meta.get("checkpoint", where)))
     if cached is not None:

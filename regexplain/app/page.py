@@ -226,8 +226,8 @@ def _structure_mask(label: np.ndarray) -> np.ndarray | None:
 
 
 def _affine(model, dec, i: int, mask) -> dict[str, Any] | str:
-    from regexplain.affine import affine_content
-    from regexplain.latent import component_displacements
+    from regexplain.analysis.affine import affine_content
+    from regexplain.analysis.latent import component_displacements
 
     disp = component_displacements(model, dec, SUMMARY_LAM, "sigma", [i], relative_to_zero=True)[0]
     try:

@@ -21,7 +21,7 @@ def register(subparsers) -> None:
     p.add_argument("--device", help="cpu | cuda | cuda:N (default: CUDA when present)")
     p.add_argument("--basis", choices=("pca", "ica", "sparse_pca", "sefa", "supervised", "random_orthonormal"),
                    default="pca", help="pca (the paper's, default), ica, sparse_pca, sefa (decoder weights, no data), "
-                   "supervised (phantoms' factors.csv), random_orthonormal (null); see regexplain.bases")
+                   "supervised (phantoms' factors.csv), random_orthonormal (null); see regexplain.analysis.bases")
     p.add_argument("--seed", type=seed_value, default=0,
                    help="seed of ica / sparse_pca / random_orthonormal (0 .. 2^32 - 1)")
     p.set_defaults(func=_decompose)
@@ -52,10 +52,10 @@ def _load(model_path: str, args: argparse.Namespace):
 
 
 def _decompose(args: argparse.Namespace) -> int:
-    from regexplain.analysis_inputs import decompose_run
-    from regexplain.checkpoint import checkpoint_path
+    from regexplain.analysis.inputs import decompose_run
     from regexplain.errors import DataError, UsageError
     from regexplain.io import check_writable
+    from regexplain.registration.checkpoint import checkpoint_path
 
     check_writable(args.out)
     model, cfg, train, val = _load(args.model, args)
@@ -63,7 +63,7 @@ def _decompose(args: argparse.Namespace) -> int:
     if args.components is not None and args.components > most:
         raise UsageError(f"--components/-k {args.components}: a PCA of {len(train.ids)} training volumes has "
                          f"at most {most} components")
-    try:   # K: --components, else the profile's, capped for small datasets (analysis_inputs.n_components)
+    try:   # K: --components, else the profile's, capped for small datasets (analysis.inputs.n_components)
         dec, codes = decompose_run(model, cfg, checkpoint_path(args.model), train, val, k=args.components,
                                    basis=args.basis, seed=args.seed, batch_size=args.batch_size)
     except DataError:
@@ -79,11 +79,11 @@ def _decompose(args: argparse.Namespace) -> int:
 
 
 def _casestudy(args: argparse.Namespace) -> int:
-    from regexplain.casestudy import case_study_deltas, case_study_transforms, summarize_case_study
-    from regexplain.checkpoint import checkpoint_path
+    from regexplain.analysis.casestudy import case_study_deltas, case_study_transforms, summarize_case_study
+    from regexplain.analysis.latent import Decomposition
     from regexplain.errors import DataError
     from regexplain.io import atomic_path, check_writable, deferred_signals, write_json
-    from regexplain.latent import Decomposition
+    from regexplain.registration.checkpoint import checkpoint_path
 
     check_writable(args.out)
     dec = Decomposition.load(args.decomposition)

@@ -1,5 +1,5 @@
 """``regexplain match``: do trainings of one architecture find the same elementary transformations?
-(:mod:`regexplain.matching`).
+(:mod:`regexplain.analysis.matching`).
 
 ``match`` only reads its input runs: each run's decomposition is read from the run when it is cached there,
 else fitted in memory. ``match.json`` records each run's architecture and latent shape; runs of different
@@ -33,9 +33,9 @@ def register(subparsers) -> None:
 
 
 def _match(args: argparse.Namespace) -> int:
+    from regexplain.analysis.matching import match_figure, match_runs
     from regexplain.errors import UsageError
     from regexplain.io import check_writable, deferred_signals, write_json
-    from regexplain.matching import match_figure, match_runs
     from regexplain.runs import open_run
     from regexplain.viz.figures import save_figure
 

@@ -1,5 +1,5 @@
 """``regexplain study``: several seeds per architecture, scores with intervals and baselines, a verdict
-on each claim of the paper (see :mod:`regexplain.study`)."""
+on each claim of the paper (see :mod:`regexplain.analysis.study`)."""
 
 from __future__ import annotations
 
@@ -49,9 +49,9 @@ def make_executor(args: argparse.Namespace, regime_dir):
 def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from regexplain import study_record
+    from regexplain.analysis import study_record
+    from regexplain.analysis.study import ARCHS, run_study
     from regexplain.io import check_writable, write_bytes
-    from regexplain.study import ARCHS, run_study
 
     for d in (args.out, args.figures):
         check_writable(d)

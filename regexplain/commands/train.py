@@ -66,8 +66,8 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from regexplain.registration.train import train
     from regexplain.runtime import select_device
-    from regexplain.train import train
 
     select_device(args.device)  # a bad --device fails here, before anything is read or written
     if args.resume:
@@ -82,8 +82,8 @@ def _train(args: argparse.Namespace) -> int:
 
 def _resume_config(args: argparse.Namespace):
     """The run's stored config, with only --steps / --max-minutes / --data applied on top."""
-    from regexplain.checkpoint import checkpoint_config, checkpoint_path, read_checkpoint
     from regexplain.config import override
+    from regexplain.registration.checkpoint import checkpoint_config, checkpoint_path, read_checkpoint
 
     path = checkpoint_path(args.out)
     cfg = checkpoint_config(read_checkpoint(path), path)
@@ -114,9 +114,9 @@ def _check_same_run(cfg, args: argparse.Namespace, path: Path) -> None:
 
 
 def _register(args: argparse.Namespace) -> int:
-    from regexplain.checkpoint import load_model
-    from regexplain.inference import register_files
     from regexplain.io import check_writable
+    from regexplain.registration.checkpoint import load_model
+    from regexplain.registration.inference import register_files
     from regexplain.runtime import select_device
 
     device = select_device(args.device)
@@ -130,10 +130,10 @@ def _register(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from regexplain.checkpoint import checkpoint_path, load_model
     from regexplain.data.pairs import load_splits, validation_pairs
-    from regexplain.evaluation import baseline_and_axes, evaluate_pairs
     from regexplain.io import atomic_path, check_writable, deferred_signals, write_json
+    from regexplain.registration.checkpoint import checkpoint_path, load_model
+    from regexplain.registration.evaluation import baseline_and_axes, evaluate_pairs
     from regexplain.runs import with_data
     from regexplain.runtime import select_device
 

@@ -2,7 +2,7 @@
 
 The policy in use is :func:`pair_augmentation_maps` (the authors': one transform per *pair*, see
 :class:`regexplain.config.AugmentConfig`). Each random affine sampling map (built with
-:func:`regexplain.spatial.affine_sampling_map`, a flip being ``-1`` on the matrix diagonal about the volume
+:func:`regexplain.registration.spatial.affine_sampling_map`, a flip being ``-1`` on the matrix diagonal about the volume
 centre) is applied to the image (trilinear) and to its label (nearest) alike, so they stay aligned.
 Random numbers come from a CPU ``torch.Generator`` (same seed, same transforms on any device); the
 warping runs on the tensors' device.
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 import torch
 
-from regexplain import spatial
 from regexplain.config import AugmentConfig
+from regexplain.registration import spatial
 
 
 def _uniform(n: int, k: int, half: float, generator) -> torch.Tensor:

@@ -3,7 +3,7 @@
 A spec names its folder layout and how to list, read and synthesise it, and the paper's geometry the
 volumes are brought to before resizing to the working shape: the spacing they are resampled to first
 (``None``: kept) and the ``base_shape`` window cut around the labels. Training data
-(:func:`regexplain.data.pairs.load_all`), ``register`` (:mod:`regexplain.inference`), ``data info`` /
+(:func:`regexplain.data.pairs.load_all`), ``register`` (:mod:`regexplain.registration.inference`), ``data info`` /
 ``data synth``, the profiles and the CLI's ``--dataset`` choices read :data:`DATASETS`; a new dataset is a
 spec (with its reader module) and one line there, plus its section in the profiles.
 """

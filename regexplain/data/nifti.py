@@ -83,7 +83,7 @@ def write_itk_displacement(path: str | Path, field: np.ndarray, affine: np.ndarr
     ``DISPVECT`` intent 1006), on the grid of ``affine``.
 
     Args:
-        field: ``(D, H, W, 3)`` mm, LPS (:func:`regexplain.spatial.itk_displacement`).
+        field: ``(D, H, W, 3)`` mm, LPS (:func:`regexplain.registration.spatial.itk_displacement`).
         affine: ``(4, 4)`` the fixed image's affine.
     """
     field = np.asarray(field, dtype=np.float32)

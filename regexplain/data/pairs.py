@@ -190,7 +190,7 @@ def _axis_codes(files) -> tuple[str, str, str] | None:
     """Orientation of the dataset's first image (its header only); None when it cannot be read."""
     import nibabel as nib
 
-    from regexplain.spatial import axis_codes
+    from regexplain.registration.spatial import axis_codes
 
     try:
         return axis_codes(nib.load(str(files[0][2])).affine)

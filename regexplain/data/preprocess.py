@@ -1,7 +1,7 @@
 """The paper's preprocessing (section 4): N(0, 1) standardisation, clip to [-5, 5], min-max to [0, 1];
 crop / pad to the working shape around the labelled structure; resampling to a spacing or a shape.
 
-Pure functions on numpy arrays ``(D, H, W)``; resampling goes through :func:`regexplain.spatial.resize`
+Pure functions on numpy arrays ``(D, H, W)``; resampling goes through :func:`regexplain.registration.spatial.resize`
 so that it shares the package's ``align_corners=True`` convention.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from regexplain import spatial
+from regexplain.registration import spatial
 
 CLIP = 5.0
 

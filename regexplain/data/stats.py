@@ -4,8 +4,9 @@ Computed on preprocessed volumes at the working shape (what the network sees), f
 folders alike (``regexplain data info`` prints them):
 
 * ``dice_before``: mean foreground Dice of random pairs of *different* subjects before registration
-  (the paper: hippocampus 0.59 ± 0.15, lung 0.74 ± 0.14), as :func:`regexplain.evaluation.validation_scores`
-  scores it (mean over the foreground labels of a pair, then mean and sd over pairs);
+  (the paper: hippocampus 0.59 ± 0.15, lung 0.74 ± 0.14), as
+  :func:`regexplain.registration.evaluation.validation_scores` scores it (mean over the foreground labels of
+  a pair, then mean and sd over pairs);
 * ``contrast``: ``|mean(label) - mean(shell)| / pooled sd``, the shell being the voxels within
   ``shell_vox`` voxels (city-block dilation steps) outside the label. Real T1 crops of the hippocampus give
   about 0 (grey matter between white matter and CSF); a bright blob gives several sd;
@@ -37,7 +38,7 @@ def pair_dice_before(labels: np.ndarray, groups: Sequence[str], n_pairs: int = 2
         ``(n_pairs,)`` Dice per pair (fewer when fewer valid pairs exist).
     """
     from regexplain.data.pairs import validation_pairs
-    from regexplain.metrics import dice_per_label
+    from regexplain.registration.metrics import dice_per_label
 
     fg = [int(v) for v in np.unique(labels) if v > 0]
     pairs = validation_pairs(list(groups), n_pairs, seed)

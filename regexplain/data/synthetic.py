@@ -28,10 +28,10 @@ import torch
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from regexplain import spatial
 from regexplain.data.nifti import write_nifti
 from regexplain.errors import DataError
 from regexplain.io import atomic_dir, write_json
+from regexplain.registration import spatial
 
 REF = 64.0                                  # the standard deviations below are for a 64-voxel side
 ROT_SD_DEG = (3.0, 6.0, 10.0)              # about x, y, z (axes 0, 1, 2)
@@ -284,7 +284,7 @@ def hippocampus_map(shape: Sequence[int], factors: np.ndarray) -> torch.Tensor:
     """The sampling map of each subject: local modes composed with the global transform.
 
     ``subject(y) = template(L(G(y)))`` with ``G`` the sampling map of the global forward transform
-    (:func:`regexplain.spatial.affine_sampling_map`) and ``L(p) = p + sum_k a_k u_k(p)``.
+    (:func:`regexplain.registration.spatial.affine_sampling_map`) and ``L(p) = p + sum_k a_k u_k(p)``.
 
     Args:
         factors: ``(B, 7 + M)`` rows in :data:`HIPPO_FACTORS` order, then the mode amplitudes.

@@ -1,7 +1,7 @@
 """The paper's static figures as pure functions: arrays in, a matplotlib ``Figure`` out.
 
 Nothing here touches a model or a file except :func:`save_figure`; notebooks compute the arrays (through
-``regexplain.latent`` / ``regexplain.analysis``) and call these, so the batch run and the interactive
+``regexplain.analysis.latent`` / ``regexplain.analysis``) and call these, so the batch run and the interactive
 explorer draw the same pictures.
 """
 
@@ -257,7 +257,7 @@ def plot_factor_histograms(names: Sequence[str], values: np.ndarray, *, title: s
 def plot_selectivity_by_strength(sweeps: Mapping[str, Mapping], *, key: str = "mean_top_share",
                                  colors: Mapping[str, str] | None = None, title: str = "") -> Figure:
     """One panel per case-study transform: ``key`` of each model's selectivity against the transform's
-    strength (:func:`regexplain.casestudy.selectivity_by_strength`), with its null mean (dotted) and 95th
+    strength (:func:`regexplain.analysis.casestudy.selectivity_by_strength`), with its null mean (dotted) and 95th
     percentile (shaded band between them)."""
     transforms = [t for t in next(iter(sweeps.values())) if t != "strengths"]
     fig, axes = plt.subplots(1, len(transforms), figsize=(3.2 * len(transforms), 2.9), sharey=True,

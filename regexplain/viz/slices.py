@@ -3,14 +3,14 @@
 Pure and matplotlib-only: every paper figure, the ipywidgets explorer and the app draw through
 :func:`plot_slice_view`, so one picture means the same thing everywhere.
 
-Orientation: a view fixes one array axis (:data:`regexplain.spatial.VIEW_AXIS`); the two remaining axes,
+Orientation: a view fixes one array axis (:data:`regexplain.registration.spatial.VIEW_AXIS`); the two remaining axes,
 in increasing order, become (row, col) of the 2-D slice, drawn with ``imshow``'s default origin (row 0 at
 the top); orientation letters (S/I, A/P, L/R) at the panel's edges come from the image affine
-(:func:`regexplain.spatial.view_edge_letters`). Arrows show, by default, the *motion* of the structure
-(:func:`regexplain.spatial.motion_field`: they start on the moving anatomy and point where it lands, red
+(:func:`regexplain.registration.spatial.view_edge_letters`). Arrows show, by default, the *motion* of the structure
+(:func:`regexplain.registration.spatial.motion_field`: they start on the moving anatomy and point where it lands, red
 contour to gold); ``arrows="sampling"`` shows the sampling offset ``u = phi - x`` in voxels instead
 (``warped(x) = moving(x + u(x))``: an arrow points to where the warped image reads its intensity from).
-:data:`regexplain.spatial.ARROW_MODES` words each for captions.
+:data:`regexplain.registration.spatial.ARROW_MODES` words each for captions.
 """
 
 from __future__ import annotations
@@ -25,7 +25,14 @@ from matplotlib.colors import LinearSegmentedColormap
 if TYPE_CHECKING:  # matplotlib.axes costs a second to import; the explorer's raster pictures never need it
     from matplotlib.axes import Axes
 
-from regexplain.spatial import ARROW_MODES, VIEW_AXIS, displacement_to_map, motion_field, view_edge_letters, warp
+from regexplain.registration.spatial import (
+    ARROW_MODES,
+    VIEW_AXIS,
+    displacement_to_map,
+    motion_field,
+    view_edge_letters,
+    warp,
+)
 
 #: Displacement-norm colours: dark red = smallest, white = largest (paper Fig. 2).
 ARROW_CMAP = LinearSegmentedColormap.from_list("regexplain_red_white", ["#7a0000", "#ff2a2a", "#ffb0a0",
@@ -46,7 +53,7 @@ class SliceView:
         norm: ``(h, w)`` full 3-D norm of the drawn field in voxels (colours the arrows).
         view: ``"sagittal"``, ``"coronal"`` or ``"axial"``.
         index: slice index along the fixed axis.
-        arrow_mode: ``"motion"`` or ``"sampling"`` (:data:`regexplain.spatial.ARROW_MODES`).
+        arrow_mode: ``"motion"`` or ``"sampling"`` (:data:`regexplain.registration.spatial.ARROW_MODES`).
         edges: orientation letters ``{"top", "bottom", "left", "right"}``, or None when unknown.
     """
     image: np.ndarray
@@ -102,7 +109,7 @@ def slice_view(image, label, disp, view: str, index: int | None = None, *, arrow
         view: ``"sagittal"`` (fixes axis 0), ``"coronal"`` (axis 1) or ``"axial"`` (axis 2).
         index: slice along the fixed axis; by default through the label centroid.
         arrows: ``"motion"`` (default: where the structure goes) or ``"sampling"`` (``u`` itself).
-        axcodes: the image's axis codes (:func:`regexplain.spatial.axis_codes`) for orientation letters.
+        axcodes: the image's axis codes (:func:`regexplain.registration.spatial.axis_codes`) for orientation letters.
         motion: ``motion_field(disp)`` when the caller already has it (one per field, shared by views).
     """
     if arrows not in ARROW_MODES:

@@ -11,7 +11,7 @@ and need no browser or kernel; :func:`build_explorer` only wires widgets to them
 inputs). ``literal=True`` shows the paper's ``D(λ u_i)`` as decoded (docs/deviations.md); the box states the
 open run's measured ``|D(0)|``.
 
-Arrows show the motion of the structure by default (:func:`regexplain.spatial.motion_field`), the sampling
+Arrows show the motion of the structure by default (:func:`regexplain.registration.spatial.motion_field`), the sampling
 offsets ``u`` with ``arrows="sampling"``; the picture's second title line says which.
 
 λ grid: ±3σ_i in 0.1σ_i steps for every component, in σ units or in the paper's absolute units (the same
@@ -32,7 +32,7 @@ from urllib.parse import parse_qs, urlencode
 import numpy as np
 import torch
 
-from regexplain.spatial import ARROW_MODES, VIEW_AXIS
+from regexplain.registration.spatial import ARROW_MODES, VIEW_AXIS
 from regexplain.viz.raster import PanelRow, arrow_step, render_rows_png, zoom_for
 from regexplain.viz.slices import SliceView, auto_arrow_scale, default_index, slice_view
 
@@ -99,8 +99,8 @@ class _FieldCache:
             return self._d[key]
 
     def _decode(self, model, dec, i: int, strengths: list[float]) -> None:
-        from regexplain import spatial
-        from regexplain.latent import decode_codes
+        from regexplain.analysis.latent import decode_codes
+        from regexplain.registration import spatial
 
         codes = np.stack([dec.code(i, s, "absolute") for s in strengths])
         disp = spatial.map_to_displacement(decode_codes(model, codes, batch_size=DECODE_BATCH)).numpy()

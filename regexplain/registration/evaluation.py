@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from regexplain import metrics
-from regexplain.spatial import identity_map, translation_map, warp
+from regexplain.registration import metrics
+from regexplain.registration.spatial import identity_map, translation_map, warp
 
 
 @torch.no_grad()

@@ -78,7 +78,7 @@ class Codes:
 def encode_splits(model, train_set, val_set=None, batch_size: int = 8) -> Codes:
     """:class:`Codes` of two :class:`~regexplain.data.pairs.VolumeSet` (images ``(N, 1, D, H, W)``);
     ``val_set=None``: the training codes only (``val`` is ``(0, F)``, for fitting a basis)."""
-    from regexplain.latent import encode_volumes
+    from regexplain.analysis.latent import encode_volumes
 
     shape = tuple(int(n) for n in train_set.images.shape[2:])
     train = encode_volumes(model, train_set.images, batch_size)
@@ -93,13 +93,13 @@ def fit_decomposition(model, codes: Codes, k: int, *, basis: str = "pca", root: 
                       seed: int = 0):
     """The ``basis`` decomposition of ``codes.train`` with :func:`n_components` ``(k, N)`` components
     (the supervised basis reads ``root/factors.csv`` for ``codes.train_ids``). Returns a
-    :class:`~regexplain.latent.Decomposition` with ``meta["basis"]``.
+    :class:`~regexplain.analysis.latent.Decomposition` with ``meta["basis"]``.
 
     Raises:
         ValueError: an unknown basis, or ``supervised`` without factors (naming the basis).
     """
-    from regexplain.bases import fit_on_codes
-    from regexplain.latent import Decomposition
+    from regexplain.analysis.bases import fit_on_codes
+    from regexplain.analysis.latent import Decomposition
 
     k = n_components(k, len(codes.train))
     if basis == "pca":

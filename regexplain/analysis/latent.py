@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from regexplain import spatial
 from regexplain.errors import DataError
 from regexplain.io import atomic_path, deferred_signals, write_json
+from regexplain.registration import spatial
 
 NPZ_NAME = "decomposition.npz"
 JSON_NAME = "decomposition.json"
@@ -58,7 +58,7 @@ def encode_volumes(model, images: torch.Tensor | np.ndarray, batch_size: int = 8
     """Encode volumes independently and flatten each code, channels and space together.
 
     Args:
-        model: a :class:`~regexplain.model.RegistrationNet` (anything with ``encode``).
+        model: a :class:`~regexplain.registration.model.RegistrationNet` (anything with ``encode``).
         images: ``(N, 1, D, H, W)`` tensor or array.
         device: where to run; the model's device by default (the model is moved there).
     Returns:
@@ -176,7 +176,8 @@ class Decomposition:
 
     def project(self, latents: np.ndarray) -> np.ndarray:
         """``(N, F)`` latents -> ``(N, K)`` coefficients ``a = (z - mean) U^T`` (orthonormal rows, e.g. PCA),
-        or the least-squares coefficients ``(z - mean) pinv(U)`` for another basis (:mod:`regexplain.bases`)."""
+        or the least-squares coefficients ``(z - mean) pinv(U)`` for another basis
+        (:mod:`regexplain.analysis.bases`)."""
         latents = np.asarray(latents, dtype=np.float64)
         if latents.ndim != 2 or latents.shape[1] != self.components.shape[1]:
             raise ValueError(f"latents must be (N, {self.components.shape[1]}), got {latents.shape}")

@@ -2,7 +2,7 @@
 
 Two networks' latent spaces are not comparable directly, but their elementary transformations are: the
 first ``n`` components of each run are decoded as displacements ``D(σ_j u_j) - D(0)`` (voxels, the λ
-convention of :mod:`regexplain.latent`), restricted to a foreground mask and flattened. Runs are matched
+convention of :mod:`regexplain.analysis.latent`), restricted to a foreground mask and flattened. Runs are matched
 to a reference run by the Hungarian algorithm on the field-space ``|cos|`` (the sign of a component is
 arbitrary); each reference component's matched ``|cos|`` stands beside a null: the same matching against
 random orthonormal directions of the other run's subspace, decoded at matched strengths.
@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from regexplain import disentangle as dz
-from regexplain import spatial
+from regexplain.analysis import disentangle as dz
+from regexplain.analysis.latent import Decomposition, component_displacements, decode_codes
 from regexplain.config import MATCH_COMPONENTS
-from regexplain.latent import Decomposition, component_displacements, decode_codes
+from regexplain.registration import spatial
 
 
 def _flatten(disp, mask: np.ndarray | None) -> np.ndarray:
@@ -128,7 +128,7 @@ def match_runs(opened: Sequence[Any], *, n: int | None = None, n_null: int = 20,
         UsageError: fewer than two runs, runs at different shapes, of different architectures without
             ``allow_mixed``, or ``n`` above what a run has (naming the option and the run).
     """
-    from regexplain.affine import foreground_mask
+    from regexplain.analysis.affine import foreground_mask
     from regexplain.errors import UsageError
     from regexplain.runs import ensure_decomposition
 

@@ -11,7 +11,7 @@ above twice the median of the medians; :func:`readout`):
 * ``rotation``: the same deltas in a Haar-random rotation of the K-dimensional PCA subspace (only the
   axes change, the information is the same);
 * ``variance_matched``: the same rotation, each axis rescaled to the PCA variance of its rank (the score
-  registry's null, :func:`regexplain.scores.null_coordinates`), so a ratio that only reflects unequal
+  registry's null, :func:`regexplain.analysis.scores.null_coordinates`), so a ratio that only reflects unequal
   variances is matched by the null;
 * ``untrained``: an untrained encoder of the same architecture and seed, its own PCA, scored identically.
 
@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from regexplain import scores as sc
-from regexplain import study_record
-from regexplain.casestudy import readout_from_medians
+from regexplain.analysis import scores as sc
+from regexplain.analysis import study_record
+from regexplain.analysis.casestudy import readout_from_medians
 from regexplain.config import STUDY_REGIMES, STUDY_SEEDS  # noqa: F401 (STUDY_REGIMES: re-exported)
 from regexplain.errors import UsageError
 from regexplain.io import write_json, write_text
@@ -64,7 +64,7 @@ RULES = {
 
 def readout(abs_deltas: np.ndarray, n_show: int = N_SHOW) -> dict[str, Any]:
     """:func:`readout_from_medians` of ``|Δa|`` ``(N, K)`` over the first ``n_show`` components: the ratio
-    (the registry's ``readout`` score, :func:`regexplain.scores.readout`) and its top / active components."""
+    (the registry's ``readout`` score, :func:`regexplain.analysis.scores.readout`) and its top / active components."""
     return readout_from_medians(np.median(np.abs(np.asarray(abs_deltas, np.float64))[:, :n_show], axis=0))
 
 
@@ -72,8 +72,8 @@ def score_coefficients(deltas: Mapping[str, np.ndarray], coeffs_train: np.ndarra
                        variance_ratio: np.ndarray, factors_val: Mapping[str, np.ndarray] | None = None,
                        n_null: int = 200, seed: int = 0) -> dict[str, Any]:
     """Every study score of one model from its coefficients (pure; what :func:`score_run` computes): the
-    registry's ``readout`` and ``best single R²`` (:data:`regexplain.scores.STUDY_SCORES`), each beside the
-    registry's nulls (:func:`regexplain.scores.null_coordinates`).
+    registry's ``readout`` and ``best single R²`` (:data:`regexplain.analysis.scores.STUDY_SCORES`), each beside the
+    registry's nulls (:func:`regexplain.analysis.scores.null_coordinates`).
 
     Nulls: the read-out in ``n_null`` random bases of the same subspace with matched variances
     (``null_variance_matched_p95``, the one the verdict uses) and plainly rotated (``null_rotation_p95``, shown
@@ -109,8 +109,8 @@ def score_coefficients(deltas: Mapping[str, np.ndarray], coeffs_train: np.ndarra
 
 def score_run(model, dec, train_set, val_set, factors_val=None, n_null: int = 200, seed: int = 0) -> dict[str, Any]:
     """Encode, project and run the case study for one model, then :func:`score_coefficients`."""
-    from regexplain.casestudy import case_study_deltas
-    from regexplain.latent import encode_volumes
+    from regexplain.analysis.casestudy import case_study_deltas
+    from regexplain.analysis.latent import encode_volumes
 
     c_tr = dec.project(encode_volumes(model, train_set.images))
     c_va = dec.project(encode_volumes(model, val_set.images))
@@ -283,7 +283,7 @@ def study_runs(out: str | Path, regime: str, arch: str = "noskip") -> list[Any]:
 
 
 def _factors(cfg, ids: Sequence[str]) -> dict[str, np.ndarray] | None:
-    from regexplain.analysis_inputs import factors_by_name, read_factor_table
+    from regexplain.analysis.inputs import factors_by_name, read_factor_table
 
     table = read_factor_table(cfg.data.root)
     return None if table is None else factors_by_name(ids, table, Path(cfg.data.root) / "factors.csv")
@@ -292,7 +292,7 @@ def _factors(cfg, ids: Sequence[str]) -> dict[str, np.ndarray] | None:
 def _untrained(cfg):
     import torch
 
-    from regexplain.model import RegistrationNet
+    from regexplain.registration.model import RegistrationNet
 
     torch.manual_seed(cfg.train.seed)
     return RegistrationNet.from_config(cfg).eval()
@@ -320,10 +320,10 @@ def run_study(profile: str = "quick", out: str | Path = "study", *, seeds: Seque
     from tqdm.auto import tqdm
 
     from regexplain import runs
-    from regexplain.analysis_inputs import encode_splits, fit_decomposition
-    from regexplain.checkpoint import load_model
+    from regexplain.analysis.inputs import encode_splits, fit_decomposition
     from regexplain.config import PHANTOM_REGIMES
     from regexplain.data.pairs import load_splits
+    from regexplain.registration.checkpoint import load_model
 
     seeds = [int(s) for s in seeds]
     if len(seeds) < 3 or len(set(seeds)) != len(seeds):

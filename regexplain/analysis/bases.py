@@ -1,6 +1,6 @@
 """Bases of the latent space: the paper's PCA and the alternatives a researcher compares it with.
 
-Every basis is returned as a :class:`regexplain.latent.Decomposition` (unit-norm rows ``u_j``, the
+Every basis is returned as a :class:`regexplain.analysis.latent.Decomposition` (unit-norm rows ``u_j``, the
 training mean, the variance of each coefficient over the training codes, ``meta["basis"]``), so it is
 decoded with ``D(λu)``, swept with λ and projected onto exactly like the PCA. Components are ordered by
 decreasing training variance. A basis that is not orthonormal is projected by least squares
@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from regexplain.latent import Decomposition
+from regexplain.analysis.latent import Decomposition
 
 BASES = ("pca", "ica", "sparse_pca", "sefa", "supervised", "random_orthonormal")
 
@@ -156,7 +156,7 @@ def fit_on_codes(name: str, model, codes: np.ndarray, ids: Sequence[str], root, 
 
     Raises ``ValueError`` naming the basis: an unknown one, or ``supervised`` without ``factors.csv``.
     """
-    from regexplain.analysis_inputs import factors_by_name, read_factor_table
+    from regexplain.analysis.inputs import factors_by_name, read_factor_table
 
     factors = None
     if name == "supervised":

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from regexplain.spatial import jacobian_determinant
+from regexplain.registration.spatial import jacobian_determinant
 
 #: Learn2Reg clips det J to this range before the log.
 LOGJ_CLIP = (1e-9, 1e9)

@@ -1,9 +1,9 @@
-"""Which basis explains a registration latent space best? Every basis of :mod:`regexplain.bases` scored
+"""Which basis explains a registration latent space best? Every basis of :mod:`regexplain.analysis.bases` scored
 the same way, each score beside its own null.
 
 For one trained model and phantoms with known factors, each basis (PCA, ICA, sparse PCA, SeFa, supervised,
 random orthonormal) is fitted on the training codes and scored with every registered score of
-:mod:`regexplain.scores` (R² of each factor, SAP, DCI, MIG, case-study selectivity), with the affine share
+:mod:`regexplain.analysis.scores` (R² of each factor, SAP, DCI, MIG, case-study selectivity), with the affine share
 of its first decoded directions and, for the bases fitted on data, the bootstrap stability of its
 directions. Nulls: the basis' coordinates in random orthonormal rotations with matched variances; random
 combinations of its directions at matched strengths (affine share); random bases of the codes' row space
@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from regexplain import disentangle as dz
-from regexplain.affine import affine_null, affine_score, component_affine_content, foreground_mask
-from regexplain.analysis_inputs import FactorTable, align_factors, n_components
-from regexplain.bases import BASES, fit_basis
-from regexplain.casestudy import case_study_transforms, transform_volumes
-from regexplain.latent import encode_volumes
-from regexplain.scores import Coordinates, Factors, null_coordinates, score_table
+from regexplain.analysis import disentangle as dz
+from regexplain.analysis.affine import affine_null, affine_score, component_affine_content, foreground_mask
+from regexplain.analysis.bases import BASES, fit_basis
+from regexplain.analysis.casestudy import case_study_transforms, transform_volumes
+from regexplain.analysis.inputs import FactorTable, align_factors, n_components
+from regexplain.analysis.latent import encode_volumes
+from regexplain.analysis.scores import Coordinates, Factors, null_coordinates, score_table
 
 #: bases fitted on resampled codes for the bootstrap stability (SeFa uses no data; supervised and the
 #: random null have no stable directions to speak of)
@@ -36,7 +36,7 @@ def compare_bases(model, train_set, val_set, factors: FactorTable, *,
     """``{basis: {"scores": {score: null summary}, "K": int, "explained": float}}``.
 
     Args:
-        model: a trained :class:`~regexplain.model.RegistrationNet`.
+        model: a trained :class:`~regexplain.registration.model.RegistrationNet`.
         train_set, val_set: :class:`~regexplain.data.pairs.VolumeSet` (images, labels, ids).
         factors: ``read_factors(root)`` -> ``(ids, names, values)``.
         k: components per basis (capped at ``N - 1``; the supervised basis has one per factor).

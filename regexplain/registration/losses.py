@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from regexplain.config import SMOOTHNESS
-from regexplain.spatial import jacobian_determinant, warp, warp_labels
+from regexplain.registration.spatial import jacobian_determinant, warp, warp_labels
 
 #: Added to the variance product of LNCC (VoxelMorph's value): flat windows give cc = 0, never NaN.
 #: With ``flat="monai"`` it is instead the floor of each variance (MONAI's ``smooth_dr``).
@@ -159,7 +159,7 @@ def smoothness(grads: Tensor, kind: str = SMOOTHNESS[0]) -> Tensor:
 def jacobian_loss(phi: Tensor) -> Tensor:
     """Mean of ``relu(margin - det J)``: penalises non-positive (folding) Jacobian determinants.
 
-    ``det J`` from :func:`regexplain.spatial.jacobian_determinant` (central differences);
+    ``det J`` from :func:`regexplain.registration.spatial.jacobian_determinant` (central differences);
     margin = :data:`JAC_MARGIN`.
 
     Args:
@@ -173,7 +173,7 @@ def registration_loss(out, moving: Tensor, fixed: Tensor, moving_onehot: Tensor 
     """The paper's symmetric total over both directions.
 
     Args:
-        out: :class:`regexplain.model.RegistrationOutput` for ``(moving, fixed)``; with deep supervision
+        out: :class:`regexplain.registration.model.RegistrationOutput` for ``(moving, fixed)``; with deep supervision
             (``out.coarse_phi``), the terms named in ``cfg.deep_terms`` are averaged over the final and
             the coarse levels' maps (the authors' ``main.py`` does so for the image similarity).
         moving, fixed: ``(B, 1, D, H, W)`` images.

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from regexplain import spatial
-from regexplain.latent import Decomposition, component_displacements, decode_codes
+from regexplain.analysis.latent import Decomposition, component_displacements, decode_codes
+from regexplain.registration import spatial
 
 
 def _linear_basis() -> tuple[list[np.ndarray], list[str]]:
@@ -126,7 +126,7 @@ def random_affine_scores(dec: Decomposition, n: int, mask, n_null: int, seed: in
     rng = np.random.default_rng(seed + 1)
     scores = []
     for _ in range(n_null):
-        from regexplain import disentangle as dz  # scipy + sklearn: seconds to import, only for the null
+        from regexplain.analysis import disentangle as dz  # scipy + sklearn: seconds to import, only for the null
 
         rot = dz.random_rotation(dec.n_components, rng)[:, :n]          # (K, n) orthonormal columns
         dirs = (rot.T @ dec.components.astype(np.float64)) * dec.sigma[:n, None]

@@ -274,10 +274,10 @@ def bootstrap_stability(latents: np.ndarray, components: np.ndarray, n_boot: int
                         fit: Callable[[np.ndarray, int], np.ndarray] | None = None) -> dict[str, Any]:
     """Mean ``|cos|`` per component between the reference PCA and PCAs of resampled subjects.
 
-    ``fit(latents, K) -> (K, F)`` defaults to :func:`regexplain.latent.pca_gram`. The null matches the
+    ``fit(latents, K) -> (K, F)`` defaults to :func:`regexplain.analysis.latent.pca_gram`. The null matches the
     reference to random orthonormal K-bases of the centred data's row space (where any PCA basis lies).
     """
-    from regexplain.latent import pca_gram
+    from regexplain.analysis.latent import pca_gram
 
     fit = fit or (lambda x, k: pca_gram(x, k)[0])
     x = np.asarray(latents, np.float64)

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from regexplain.config import PRECISIONS
-from regexplain.spatial import integrate_gradients
+from regexplain.registration.spatial import integrate_gradients
 
 _LN2 = math.log(2.0)
 

@@ -3,7 +3,7 @@ null, plus what needs the network (affine content, bootstrap stability, selectiv
 the paper's negative control, a PCA of deformation fields scored the same way.
 
 Each section (``report["latent"]``, ``report["fields"]``) holds ``scores`` (score name -> null summary, from
-:func:`regexplain.scores.score_table` with ``affine share`` and ``stability`` added): the table that
+:func:`regexplain.analysis.scores.score_table` with ``affine share`` and ``stability`` added): the table that
 notebook 07 and RESULTS.md show (:func:`score_rows`). Details beside it: the R² curve over K, the
 per-transform selectivity (participation ratio, coherence...), the affine content of each component.
 """
@@ -16,9 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from regexplain import disentangle as dz
-from regexplain import spatial
-from regexplain.affine import (
+from regexplain.analysis import disentangle as dz
+from regexplain.analysis.affine import (
     affine_content,
     affine_null,
     affine_score,
@@ -26,8 +25,7 @@ from regexplain.affine import (
     foreground_mask,
     random_affine_scores,
 )
-from regexplain.analysis_inputs import FactorTable, align_factors
-from regexplain.casestudy import (
+from regexplain.analysis.casestudy import (
     case_study_deltas,
     case_study_transforms,
     selectivity_by_strength,
@@ -35,8 +33,10 @@ from regexplain.casestudy import (
     summarize_case_study,
     transform_volumes,
 )
-from regexplain.latent import Decomposition, encode_volumes, inference, model_device
-from regexplain.scores import Coordinates, Factors, null_coordinates, r2_name, score_table
+from regexplain.analysis.inputs import FactorTable, align_factors
+from regexplain.analysis.latent import Decomposition, encode_volumes, inference, model_device
+from regexplain.analysis.scores import Coordinates, Factors, null_coordinates, r2_name, score_table
+from regexplain.registration import spatial
 
 
 def coordinate_section(c: Coordinates, f: Factors, variances: np.ndarray, n_null: int, seed: int
@@ -70,11 +70,11 @@ def interpretability_report(model, dec: Decomposition, train_set, val_set,
     """Everything of the "beyond the paper" list as one JSON-serialisable dict.
 
     Args:
-        model: a trained :class:`~regexplain.model.RegistrationNet`; dec: its latent decomposition.
+        model: a trained :class:`~regexplain.registration.model.RegistrationNet`; dec: its latent decomposition.
         train_set, val_set: :class:`~regexplain.data.pairs.VolumeSet` (images, labels, ids).
         factors: ``read_factors(root)`` -> ``(ids, names, values)``, ground truth per volume id.
         k_info: number of leading components for the R² scores (``r2_at_<k>``).
-        strengths: case-study strengths for :func:`~regexplain.casestudy.selectivity_by_strength`
+        strengths: case-study strengths for :func:`~regexplain.analysis.casestudy.selectivity_by_strength`
             (empty: skipped).
     Returns:
         ``factors``, ``K``, ``variance``, ``case_study`` and the sections ``latent`` and (``field_baseline``)
@@ -130,7 +130,7 @@ def report_score_rows(run: str, report: Mapping[str, Any]) -> list[dict[str, Any
 def score_rows(sections: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Rows of the ``scores`` result table (:mod:`regexplain.results`) from ``{model or basis: section}``
     (a report section, or any ``{"scores": {name: null summary or number}}``); a score's structured fields
-    (``family``, ``factor``, ``transform``, ``variant``: :class:`regexplain.scores.ScoreKey`) come along."""
+    (``family``, ``factor``, ``transform``, ``variant``: :class:`regexplain.analysis.scores.ScoreKey`) come along."""
     return [{"model": m, "score": k, **(v if isinstance(v, Mapping) else {"observed": v})}
             for m, sec in sections.items() for k, v in sec["scores"].items()]
 

@@ -1,6 +1,6 @@
 """Training loop: random pairs of different subjects, the paper's augmentation, symmetric loss, Adam.
 
-Run directory ``RUN/``: ``checkpoint.pt`` (latest, see :mod:`regexplain.checkpoint`), ``config.yaml``,
+Run directory ``RUN/``: ``checkpoint.pt`` (latest, see :mod:`regexplain.registration.checkpoint`), ``config.yaml``,
 ``log.jsonl`` (one JSON object per line: ``{"kind": "train", "step", "loss", <every loss term>, "lr",
 "seconds"}`` per step and ``{"kind": "val", "step", "dice_before", "dice_after", "folding_pct",
 "sdlogj"}`` per validation) and ``metrics.json`` (final).
@@ -14,13 +14,13 @@ Design choices:
   learning.
 * Randomness of step ``s`` comes from one CPU generator reseeded with a hash of ``(seed, 0, s)``. Every
   rank draws the same global batch of ``batch_size`` pairs from it and trains on its share
-  (:func:`regexplain.parallel.batch_share`), so a resumed run draws exactly the pairs and augmentations
+  (:func:`regexplain.registration.parallel.batch_share`), so a resumed run draws exactly the pairs and augmentations
   the uninterrupted run would have drawn, and the data do not depend on the number of ranks. Model
   initialisation uses ``cfg.train.seed`` on every rank.
 * Data stay on the training device; a step only moves the few pair indices.
 * bf16 autocast on CUDA when ``cfg.train.amp``; the CPU stays in float32 (bit-reproducible for a seed).
   On the CPU the network runs in ``channels_last_3d`` (faster steps, ``benchmarks/train_step.py``).
-* ``train.processes: N`` on the CPU spawns N single-thread ranks (:mod:`regexplain.parallel`); under
+* ``train.processes: N`` on the CPU spawns N single-thread ranks (:mod:`regexplain.registration.parallel`); under
   ``torchrun`` (``WORLD_SIZE > 1``) the ranks are torchrun's. Either way the model is wrapped in
   DistributedDataParallel (NCCL on CUDA, gloo on the CPU), ``batch_size`` is the global batch split over
   the ranks, and only rank 0 writes files. One small all-reduce per step shares the loss terms (logged as
@@ -45,7 +45,11 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from regexplain import runtime
-from regexplain.checkpoint import (
+from regexplain.config import Config, save_config
+from regexplain.data.augment import apply_maps, pair_augmentation_maps
+from regexplain.errors import TrainingError
+from regexplain.io import write_json, write_text
+from regexplain.registration.checkpoint import (
     CHECKPOINT_NAME,
     check_finite,
     check_state_dict,
@@ -53,15 +57,11 @@ from regexplain.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from regexplain.config import Config, save_config
-from regexplain.data.augment import apply_maps, pair_augmentation_maps
-from regexplain.errors import TrainingError
-from regexplain.io import write_json, write_text
-from regexplain.parallel import batch_share
+from regexplain.registration.parallel import batch_share
+from regexplain.registration.spatial import one_hot
 from regexplain.run_folder import run_folder
-from regexplain.spatial import one_hot
 
-# save_checkpoint / load_model live in regexplain.checkpoint; re-exported because the contract lists them here
+# save_checkpoint / load_model live in registration.checkpoint; re-exported because the contract lists them here
 __all__ = ["train", "Trainer", "save_checkpoint", "load_model", "step_seed", "epoch_steps"]
 
 
@@ -227,7 +227,7 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, device: tor
         TrainingError: non-finite loss (names the step and the last good checkpoint), or a checkpoint
             that cannot be resumed with ``cfg``.
     """
-    from regexplain.parallel import spawn_training, spawned_processes
+    from regexplain.registration.parallel import spawn_training, spawned_processes
 
     run_dir = Path(run_dir)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 owns the folder
@@ -244,7 +244,7 @@ class Trainer:
 
     def __init__(self, cfg: Config, run_dir: Path, resume: bool, device, data, progress: bool):
         from regexplain.data.pairs import validation_pairs
-        from regexplain.model import RegistrationNet
+        from regexplain.registration.model import RegistrationNet
 
         self.cfg, self.run_dir, self.ckpt = cfg, run_dir, run_dir / CHECKPOINT_NAME
         self.ddp, self.device = _init_distributed(device)
@@ -321,7 +321,7 @@ class Trainer:
         return self._finish(step)
 
     def _step(self, step: int, gen: torch.Generator, stop: bool) -> dict[str, float] | None:
-        from regexplain.losses import registration_loss
+        from regexplain.registration.losses import registration_loss
 
         moving, fixed, m_oh, f_oh = _draw_batch(self.images, self.labels, self.groups, self.cfg, gen,
                                                 self.share)
@@ -363,7 +363,7 @@ class Trainer:
                                              rng=self.rng)
 
     def _validate(self) -> dict[str, float]:
-        from regexplain.evaluation import validation_scores
+        from regexplain.registration.evaluation import validation_scores
 
         return validation_scores(self.model, self.val, self.val_pairs, self.cfg.data.num_labels,
                                  batch_size=self.cfg.train.batch_size, device=self.device)

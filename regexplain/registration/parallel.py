@@ -8,7 +8,7 @@ from the step's seed and keeps its share (:func:`batch_share`), so the data a ru
 the number of processes; only float rounding of the averaged gradients does. A run is bit-reproducible for
 a given ``(train.processes, threads per process)``.
 
-Every rank runs :class:`regexplain.train.Trainer` with ``RANK`` / ``WORLD_SIZE`` set as torchrun would;
+Every rank runs :class:`regexplain.registration.train.Trainer` with ``RANK`` / ``WORLD_SIZE`` set as torchrun would;
 rank 0 writes the run folder (the parent process holds its lock) and ``metrics.json``, which the parent
 returns. A rank that fails stops the others; its :class:`~regexplain.errors.RegexplainError` is raised
 again in the parent, so the message is the one a single-process run gives.
@@ -70,7 +70,7 @@ def _rank_main(rank: int, world: int, port: int, cfg, run_dir: str, resume: bool
                       MASTER_PORT=str(port))
     if not cfg.train.threads:
         os.environ["REGEXPLAIN_THREADS"] = "1"      # one thread per rank unless the profile says otherwise
-    from regexplain.train import Trainer
+    from regexplain.registration.train import Trainer
 
     try:
         Trainer(cfg, Path(run_dir), resume, "cpu", data, progress).loop()
@@ -83,7 +83,7 @@ def _rank_main(rank: int, world: int, port: int, cfg, run_dir: str, resume: bool
 def main_not_rerun() -> Iterator[None]:
     """While ranks are started: hide the parent's ``__main__`` from multiprocessing's spawn, which would
     otherwise run the user's script (or ``-m`` module) again in every rank, so that a script calling
-    :func:`regexplain.train.train` without an ``if __name__ == "__main__":`` guard would start a second
+    :func:`regexplain.registration.train.train` without an ``if __name__ == "__main__":`` guard would start a second
     training inside each rank. The ranks need nothing from it: their function and arguments live in
     regexplain and torch."""
     main = sys.modules.get("__main__")

@@ -28,7 +28,7 @@ def code_version() -> str:
     """``regexplain.__version__``, plus the git commit when the package runs from a checkout."""
     from regexplain import __version__
 
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     if not (repo / ".git").exists():
         return __version__
     try:

@@ -19,7 +19,7 @@ Outputs therefore have the fixed image's shape and affine:
 * ``displacement_voxels.nii.gz``: regexplain's own field ``u``, ``(D, H, W, 3)``, channels last in
   (D, H, W) = (i, j, k) order, in *voxels* of the fixed grid, with ``warped(x) = moving(x + u(x))``;
 * ``displacement_itk.nii.gz``: the same transform as ITK / ANTs / Slicer read a displacement field
-  (:func:`regexplain.spatial.itk_displacement`): 5-D ``(X, Y, Z, 1, 3)``, intent vector (1007), mm, LPS.
+  (:func:`regexplain.registration.spatial.itk_displacement`): 5-D ``(X, Y, Z, 1, 3)``, intent vector (1007), mm, LPS.
   ``antsApplyTransforms -t displacement_itk.nii.gz`` or SimpleITK's ``DisplacementFieldTransform``
   resample the moving image into ``warped.nii.gz`` (up to interpolation).
 """
@@ -37,7 +37,13 @@ from regexplain.data.nifti import check_image, read_nifti, spacing_from_affine, 
 from regexplain.data.preprocess import crop_window, preprocess, resize_image, shape_for_spacing
 from regexplain.errors import CheckpointError, DataError
 from regexplain.io import deferred_signals
-from regexplain.spatial import displacement_to_map, identity_map, itk_displacement, map_to_displacement, warp
+from regexplain.registration.spatial import (
+    displacement_to_map,
+    identity_map,
+    itk_displacement,
+    map_to_displacement,
+    warp,
+)
 
 
 def base_shape(cfg: Config) -> tuple[int, int, int]:

@@ -9,7 +9,7 @@ Case study (paper section 4.1): every validation subject ``X`` is transformed in
   is scaled to ``10 * W / 64`` voxels along z (5 voxels at the quick profile's 32^3), so that it moves the
   anatomy by the same physical amount.
 
-Axis names follow :mod:`regexplain.spatial`: z is array axis 2 (W); "rotation about z" turns the (D, H)
+Axis names follow :mod:`regexplain.registration.spatial`: z is array axis 2 (W); "rotation about z" turns the (D, H)
 plane.
 """
 
@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from regexplain import disentangle as dz
-from regexplain import spatial
-from regexplain.latent import Decomposition, encode_volumes
+from regexplain.analysis import disentangle as dz
+from regexplain.analysis.latent import Decomposition, encode_volumes
+from regexplain.registration import spatial
 
 PAPER_SIZE = 64          # hippocampus patches of the paper, voxels per side
 PAPER_TRANSLATION = 10.0  # voxels along z at PAPER_SIZE
@@ -37,7 +37,7 @@ def case_study_transforms(shape: Sequence[int], *, rotation_deg: float = PAPER_R
                           translation_vox: float | None = None, zoom: float = PAPER_ZOOM, strength: float = 1.0
                           ) -> dict[str, torch.Tensor]:
     """Sampling maps ``(1, 3, D, H, W)`` of the three case-study transforms, built with
-    :mod:`regexplain.spatial` (the same transforms as data augmentation).
+    :mod:`regexplain.registration.spatial` (the same transforms as data augmentation).
 
     ``translation_vox`` defaults to ``10 * W / 64`` (the paper's 10 voxels at 64^3, scaled).
     ``strength`` scales all three along their one-parameter groups: ``strength * rotation_deg``,
@@ -107,8 +107,8 @@ def readout_from_medians(median_abs: Sequence[float]) -> dict[str, Any]:
 
 def selectivity_with_null(deltas: np.ndarray, sigma: np.ndarray, null_deltas: Sequence[np.ndarray]
                            ) -> dict[str, Any]:
-    """:func:`regexplain.disentangle.selectivity` of the PCA coordinates beside the same deltas expressed
-    in random bases (``null_deltas``, from :func:`regexplain.disentangle.random_basis_codes`)."""
+    """:func:`regexplain.analysis.disentangle.selectivity` of the PCA coordinates beside the same deltas expressed
+    in random bases (``null_deltas``, from :func:`regexplain.analysis.disentangle.random_basis_codes`)."""
     obs = dz.selectivity(deltas, sigma)
     null = [dz.selectivity(d, sigma) for d in null_deltas]
     return {"top_share": dz.null_summary(obs["top_share"], [s["top_share"] for s in null]),

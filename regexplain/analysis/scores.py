@@ -1,16 +1,16 @@
 """Interpretability scores of any basis' coordinates, each beside its null: the score registry.
 
 A score reads one basis' :class:`Coordinates` (training, validation and case-study coefficients; from the
-latent PCA, any basis of :mod:`regexplain.bases`, or a PCA of deformation fields) and the phantoms'
+latent PCA, any basis of :mod:`regexplain.analysis.bases`, or a PCA of deformation fields) and the phantoms'
 :class:`Factors`, and returns named numbers where **larger means more interpretable**. :data:`SCORES`
 registers them; :func:`score_table` evaluates every registered score on the coordinates and on ``n_null``
 random orthonormal rotations of the same subspace with matched variances
-(:func:`regexplain.disentangle.random_basis_codes`), so each number stands beside its null
-(``{"observed", "null_mean", "null_sd", "null_p95", "p_value"}``, :func:`regexplain.disentangle.null_summary`).
+(:func:`regexplain.analysis.disentangle.random_basis_codes`), so each number stands beside its null
+(``{"observed", "null_mean", "null_sd", "null_p95", "p_value"}``, :func:`regexplain.analysis.disentangle.null_summary`).
 Every number is keyed by a :class:`ScoreKey` (its registry entry, and the factor / transform / variant it is
 about), carried into the result rows, so no reader parses a score's name. The report
-(:mod:`regexplain.report`), the seed study (:mod:`regexplain.study`), notebook 07 and RESULTS.md loop over
-the result, so a new score is one function here and one line in :data:`SCORES`.
+(:mod:`regexplain.analysis.report`), the seed study (:mod:`regexplain.analysis.study`), notebook 07 and
+RESULTS.md loop over the result, so a new score is one function here and one line in :data:`SCORES`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from regexplain import disentangle as dz
+from regexplain.analysis import disentangle as dz
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def r2_name(factor: str, k: int) -> str:
 
 def best_single_r2(c: Coordinates, f: Factors) -> dict[ScoreKey, float]:
     """Per factor: the largest R² of one of the first ``f.k`` validation coefficients alone (the squared
-    correlation, :func:`regexplain.disentangle.sap_matrix`): does a single component read as the factor?"""
+    correlation, :func:`regexplain.analysis.disentangle.sap_matrix`): does a single component read as the factor?"""
     m = dz.sap_matrix(c.val[:, :f.k], f.val)
     return {ScoreKey("best single R²", f"best single-component R² {n} (first {f.k})", factor=n): float(m[:, j].max())
             for j, n in enumerate(f.names)}
@@ -93,8 +93,8 @@ def best_single_r2(c: Coordinates, f: Factors) -> dict[ScoreKey, float]:
 
 def readout(c: Coordinates, f: Factors) -> dict[ScoreKey, float]:
     """Per case-study transform: the paper's Fig 5 read-out, top / second of the median ``|Δa_j|`` over the
-    first :data:`N_SHOW` components (:func:`regexplain.casestudy.readout_from_medians`)."""
-    from regexplain.casestudy import readout_from_medians
+    first :data:`N_SHOW` components (:func:`regexplain.analysis.casestudy.readout_from_medians`)."""
+    from regexplain.analysis.casestudy import readout_from_medians
 
     return {ScoreKey("readout", f"read-out {t} (top / second median |Δa|)", transform=t):
             readout_from_medians(np.median(np.abs(np.asarray(d, np.float64))[:, :N_SHOW], axis=0))["ratio"]
@@ -117,7 +117,7 @@ def dci(c: Coordinates, f: Factors) -> dict[ScoreKey, float]:
 
 def selectivity(c: Coordinates, f: Factors) -> dict[ScoreKey, float]:
     """Per case-study transform: the median top share of each subject's standardised response, and the
-    top share of the mean response (:func:`regexplain.disentangle.selectivity`)."""
+    top share of the mean response (:func:`regexplain.analysis.disentangle.selectivity`)."""
     out = {}
     for name, d in c.deltas.items():
         s = dz.selectivity(d, c.sigma)

@@ -2,7 +2,7 @@
 
 Layout of the stored dict: ``{model, optimizer, config, step, metrics, version, rng}`` where ``model`` and
 ``optimizer`` are state dicts, ``config`` is :meth:`Config.to_dict`, ``metrics`` a flat dict of numbers and
-``rng`` the state needed to continue the random sequence (see :mod:`regexplain.train`). Only tensors,
+``rng`` the state needed to continue the random sequence (see :mod:`regexplain.registration.train`). Only tensors,
 numbers, strings, lists, tuples and dicts are stored, so ``torch.load(..., weights_only=True)`` (no pickle
 code execution) can read it.
 """
@@ -127,7 +127,7 @@ def strip_prefix(state_dict: dict[str, torch.Tensor], prefix: str = "module.") -
 
 def load_model(path_or_run_dir: str | Path, device: torch.device | str | None = None):
     """Rebuild the network stored in a checkpoint. Returns ``(model in eval mode, config)``."""
-    from regexplain.model import RegistrationNet  # the model module imports torch only; keep import local
+    from regexplain.registration.model import RegistrationNet  # the model module imports torch only; keep import local
 
     path = checkpoint_path(path_or_run_dir)
     state = read_checkpoint(path)
