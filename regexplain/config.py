@@ -29,6 +29,8 @@ MEMORY_FORMATS = ("auto", "channels_last", "contiguous")   # the network's tenso
 #: the seed study's defaults (regexplain.analysis.study; here so that the CLI reads them without importing torch)
 STUDY_SEEDS = 5
 STUDY_REGIMES = ("calibrated", "pose")      # `study --regime both`: the calibrated default and pose
+#: latent bases (regexplain.analysis.bases, which fits them; here for the torch-free CLI's --basis choices)
+BASES = ("pca", "ica", "sparse_pca", "sefa", "supervised", "random_orthonormal")
 #: components `regexplain match` compares by default (regexplain.analysis.matching; here for the torch-free CLI)
 MATCH_COMPONENTS = 8
 PHANTOM_REGIMES = ("calibrated", "pose", "msd_like")   # regexplain.data.synthetic.REGIMES (kept in sync by a test)

@@ -108,3 +108,17 @@ def test_fit_on_codes_reads_the_factors_of_the_ids_and_names_a_missing_csv(tmp_p
     np.testing.assert_allclose(dec.components, direct.components, atol=1e-4)   # the csv keeps 6 digits
     with pytest.raises(ValueError, match="basis supervised: .* no factors.csv"):
         fit_on_codes("supervised", None, codes, ids, tmp_path / "none", 2)
+
+
+def test_the_cli_names_every_basis_that_can_be_fitted_and_parses_without_torch():
+    import subprocess
+    import sys
+
+    from regexplain.analysis import bases
+    from regexplain.config import BASES
+
+    assert tuple(bases._FIT) == BASES   # config.BASES (torch-free, the CLI's --basis choices) is the same list
+    code = ("import sys; from regexplain.cli import build_parser; build_parser(); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False", "parsing the command line imported torch"

@@ -32,8 +32,7 @@ from typing import Any
 import numpy as np
 
 from regexplain.analysis.latent import Decomposition
-
-BASES = ("pca", "ica", "sparse_pca", "sefa", "supervised", "random_orthonormal")
+from regexplain.config import BASES  # the names, torch-free for the CLI's --basis; _FIT below fits each
 
 
 def _from_rows(name: str, rows: np.ndarray, latents: np.ndarray, latent_shape, meta=None) -> Decomposition:

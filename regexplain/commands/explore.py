@@ -17,7 +17,7 @@ def register(subparsers) -> None:
     p.add_argument("--data", type=Path, help="data directory (default: the decomposition's)")
     p.add_argument("--subject", help="validation subject shown first: its id or a 0-based number (default: 0); "
                    "the page's subject menu switches between all of them")
-    from regexplain.analysis.bases import BASES
+    from regexplain.config import BASES
 
     p.add_argument("--basis", choices=BASES, help="show the components of another basis, fitted on the run's "
                    "training codes when the decomposition is in a different one (default: the decomposition's)")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from regexplain.commands.options import add_data_options, int_at_least, positive_float, seed_value
+from regexplain.config import BASES
 
 
 def register(subparsers) -> None:
@@ -19,7 +20,7 @@ def register(subparsers) -> None:
                    help="K (default: the config's latent.n_components)")
     p.add_argument("--batch-size", type=int_at_least(1), default=8)
     p.add_argument("--device", help="cpu | cuda | cuda:N (default: CUDA when present)")
-    p.add_argument("--basis", choices=("pca", "ica", "sparse_pca", "sefa", "supervised", "random_orthonormal"),
+    p.add_argument("--basis", choices=BASES,
                    default="pca", help="pca (the paper's, default), ica, sparse_pca, sefa (decoder weights, no data), "
                    "supervised (phantoms' factors.csv), random_orthonormal (null); see regexplain.analysis.bases")
     p.add_argument("--seed", type=seed_value, default=0,
