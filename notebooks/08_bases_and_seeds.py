@@ -65,7 +65,7 @@ save_figure(fig, FIGURES_DIR / "basis_comparison.png");
 opened = study_runs(STUDY_DIR, REGIME, "noskip")
 cross_rows = []
 if len(opened) >= 2:
-    similarity = match_runs(opened, n=8, n_null=N_NULL * 2, seed=SEED)
+    similarity = match_runs(opened, n_null=N_NULL * 2, seed=SEED)   # 8 components, or as many as the runs have
     cross_rows = [{"model": f"no skip, {len(opened)} seeds ({REGIME})", **c} for c in similarity["components"]]
     fig = match_figure(opened, similarity, suptitle="the same elementary transformation across seeds")
     save_figure(fig, FIGURES_DIR / "cross_seed_component1.png")
