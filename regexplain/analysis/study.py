@@ -21,7 +21,6 @@ finished runs and scores and resumes an interrupted training, so the study resum
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -233,6 +232,7 @@ def run_rows(runs_dir: str | Path, archs: Sequence[str], seeds: Sequence[int]) -
     A run without metrics (not trained yet) is left out; unreadable metrics raise :class:`CheckpointError`
     naming the file."""
     from regexplain.errors import CheckpointError
+    from regexplain.runs import read_metrics
 
     rows = []
     for arch in archs:
@@ -240,8 +240,8 @@ def run_rows(runs_dir: str | Path, archs: Sequence[str], seeds: Sequence[int]) -
             path = Path(runs_dir) / f"{arch}_seed{seed}" / "metrics.json"
             if not path.is_file():
                 continue
+            m = read_metrics(path.parent)   # CheckpointError naming the file when it is not JSON
             try:
-                m = json.loads(path.read_text())
                 before, after, steps = float(m["dice_before"]), float(m["dice_after"]), int(m["steps"])
             except (ValueError, KeyError, TypeError) as e:
                 raise CheckpointError(f"{path}: not a finished run's metrics ({e!r}); delete the run folder "
