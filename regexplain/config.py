@@ -23,6 +23,7 @@ from regexplain.io import write_text
 PROFILE_DIR = Path(__file__).parent / "profiles"
 PRECISIONS = ("float32", "bfloat16")  # inference precisions of RegistrationNet.register
 ACTIVATIONS = ("sigmoid", "softplus")    # decoder gradient activations (see regexplain.registration.model)
+LR_SCHEDULES = ("constant", "cosine")              # train.lr_schedule, the authors' first (registration.train)
 SMOOTHNESS = ("l1_identity", "squared_diff")   # smoothness terms, the default first (registration.losses)
 LNCC_FLAT = ("voxelmorph", "monai")            # LNCC's guard against flat windows (see regexplain.registration.losses)
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")   # the network's tensors in training
@@ -97,6 +98,7 @@ class LossConfig:
 @dataclass
 class TrainConfig:
     lr: float = 1e-3
+    lr_schedule: str = LR_SCHEDULES[0]   # authors: constant; "cosine": half a cosine from lr down to 0 at train.steps
     batch_size: int = 4
     steps: int = 1000
     max_minutes: float = 0.0         # 0: no wall-clock budget
@@ -220,6 +222,7 @@ def validate(cfg: Config, source: str = "config") -> Config:
     need(lo.lncc_window >= 3 and lo.lncc_window % 2 == 1,
          f"loss.lncc_window must be odd and >= 3, got {lo.lncc_window}")
     need(t.lr > 0, f"train.lr must be > 0, got {t.lr}")
+    need(t.lr_schedule in LR_SCHEDULES, f"train.lr_schedule must be one of {LR_SCHEDULES}, got {t.lr_schedule!r}")
     need(t.batch_size >= 1, f"train.batch_size must be >= 1, got {t.batch_size}")
     need(t.memory_format in MEMORY_FORMATS,
          f"train.memory_format must be one of {MEMORY_FORMATS}, got {t.memory_format!r}")

@@ -16,7 +16,7 @@ from regexplain.data.pairs import VolumeSet
 from regexplain.errors import TrainingError
 from regexplain.registration.checkpoint import load_model, read_checkpoint
 from regexplain.registration.inference import original_displacement
-from regexplain.registration.train import train
+from regexplain.registration.train import learning_rate, train
 
 
 def blobs(n: int, shape=(16, 16, 16), seed: int = 0) -> VolumeSet:
@@ -82,6 +82,28 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path, data):
     # the run is not silently overwritten
     with pytest.raises(FileExistsError, match="--resume"):
         train(cfg, tmp_path / "a", data=data, progress=False)
+
+
+def test_cosine_schedule_equals_torchs_and_a_resumed_run_continues_it(tmp_path, data):
+    t = smoke(train={"steps": 7, "lr": 2e-3, "lr_schedule": "cosine"}).train
+    opt = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=t.lr)
+    ref = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t.steps, eta_min=0.0)
+    for step in range(t.steps):
+        assert learning_rate(t, step) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-12, abs=1e-15)
+        opt.step()
+        ref.step()
+    assert learning_rate(smoke(train={"lr": 2e-3}).train, 5) == 2e-3      # the authors' constant rate
+
+    cfg = smoke(train={"steps": 4, "checkpoint_every": 2, "val_every": 2, "lr_schedule": "cosine"})
+    train(cfg, tmp_path / "a", data=data, progress=False)
+    logged = [r["lr"] for r in _train_lines(tmp_path / "a")]
+    np.testing.assert_allclose(logged, [learning_rate(cfg.train, s) for s in range(4)], rtol=1e-12)
+    assert logged[0] == cfg.train.lr and all(np.diff(logged) < 0)
+    train(smoke(train={"steps": 2, "lr_schedule": "cosine"}), tmp_path / "b", data=data, progress=False)
+    train(cfg, tmp_path / "b", resume=True, data=data, progress=False)
+    assert [r["lr"] for r in _train_lines(tmp_path / "b")][2:] == logged[2:]   # from the step, not a counter
+    with pytest.raises(ConfigError, match="train.lr_schedule"):
+        smoke(train={"lr_schedule": "step"})
 
 
 def test_same_seed_same_numbers_other_seed_differs(tmp_path, data):

@@ -45,7 +45,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from regexplain import runtime
-from regexplain.config import Config, save_config
+from regexplain.config import Config, TrainConfig, save_config
 from regexplain.data.augment import apply_maps, pair_augmentation_maps
 from regexplain.errors import TrainingError
 from regexplain.io import write_json, write_text
@@ -239,6 +239,16 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, device: tor
         return Trainer(cfg, run_dir, resume, device, data, progress).loop()
 
 
+def learning_rate(t: TrainConfig, step: int) -> float:
+    """Adam's learning rate for the step ``step`` (0-based) of ``t.steps``: ``t.lr`` throughout (the authors'
+    constant rate) or, with ``t.lr_schedule == "cosine"``, ``t.lr * (1 + cos(pi * step / t.steps)) / 2``, which
+    falls from ``t.lr`` to near 0 at the last step (``torch.optim.lr_scheduler.CosineAnnealingLR`` with
+    ``eta_min=0`` and ``T_max=t.steps``)."""
+    if t.lr_schedule == "constant":
+        return t.lr
+    return t.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, t.steps) / t.steps))
+
+
 class Trainer:
     """State of one training session (one process; several under torchrun)."""
 
@@ -307,11 +317,14 @@ class Trainer:
             if stop and not self.ddp.on:
                 break
             gen.manual_seed(step_seed(t.seed, 0, step))      # one global batch; each rank takes its share
+            lr = learning_rate(t, step)
+            for group in self.opt.param_groups:             # from the step alone: a resumed run continues it
+                group["lr"] = lr
             terms = self._step(step, gen, stop)
             if terms is None:           # rank 0 ran out of time: every rank stops together
                 break
             step += 1
-            self.log.write({"kind": "train", "step": step, **terms, "lr": t.lr,
+            self.log.write({"kind": "train", "step": step, **terms, "lr": lr,
                             "seconds": time.perf_counter() - ts})
             bar.update(1)
             bar.set_postfix_str(_fmt(terms), refresh=False)
