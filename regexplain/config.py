@@ -253,13 +253,9 @@ def available_profiles() -> list[str]:
     return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
 
 
-def load_config(profile: str | Path = "quick", dataset: str = "hippocampus",
-                overrides: dict[str, Any] | None = None) -> Config:
-    """Load ``profile`` (a name in :func:`available_profiles` or a YAML path) for ``dataset``.
-
-    ``overrides`` is a nested dict applied last, e.g. ``{"train": {"steps": 10}}``.
-    """
-    path = profile_path(profile)
+def _read_profile(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The profile at ``path`` as a mapping of sections, its ``extends: <profile>`` base (a name in the
+    profiles folder or a YAML path beside it) merged under it section by section."""
     if not path.is_file():
         raise ConfigError(f"{path}: no such profile (available: {available_profiles()})")
     try:
@@ -269,6 +265,30 @@ def load_config(profile: str | Path = "quick", dataset: str = "hippocampus",
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a profile must be a mapping with a 'common' section and one section per "
                           f"dataset {tuple(DATASETS)}, got a {type(raw).__name__}")
+    base = raw.pop("extends", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: 'extends' must name one profile, got {base!r}")
+    base_path = profile_path(base)
+    if base_path.suffix and not base_path.is_absolute() and base_path.parent == Path("."):
+        base_path = path.parent / base_path          # a YAML file named beside the profile that extends it
+    if base_path.resolve() in {p.resolve() for p in (*chain, path)}:
+        raise ConfigError(f"{path}: 'extends: {base}' makes a cycle")
+    below = _read_profile(base_path, (*chain, path))
+    return {k: _merge(below.get(k) or {}, raw.get(k) or {})
+            if isinstance(below.get(k) or {}, dict) and isinstance(raw.get(k) or {}, dict)
+            else raw.get(k, below.get(k)) for k in {*below, *raw}}
+
+
+def load_config(profile: str | Path = "quick", dataset: str = "hippocampus",
+                overrides: dict[str, Any] | None = None) -> Config:
+    """Load ``profile`` (a name in :func:`available_profiles` or a YAML path) for ``dataset``.
+
+    ``overrides`` is a nested dict applied last, e.g. ``{"train": {"steps": 10}}``.
+    """
+    path = profile_path(profile)
+    raw = _read_profile(path)
     if dataset not in DATASETS:
         raise ConfigError(f"{path}: unknown dataset {dataset!r}; expected one of {tuple(DATASETS)}")
     for section in ("common", dataset):

@@ -10,7 +10,7 @@ from regexplain.commands.options import seed_value
 def register(subparsers) -> None:
     p = subparsers.add_parser("reproduce", help="synthesise data if missing, train or reuse the three models, "
                               "run the notebooks, write figures/ and RESULTS.md")
-    p.add_argument("--profile", default="quick", help="smoke | quick | paper, or a YAML path (default quick)")
+    p.add_argument("--profile", default="quick", help="smoke | quick | fast | paper, or a YAML path (default quick)")
     p.add_argument("--figures", default="figures", help="output directory for figures and results")
     p.add_argument("--data", default="data", help="data directory (phantoms are synthesised here if empty)")
     p.add_argument("--runs", default="runs", help="directory of training runs (checkpoints are reused)")

@@ -13,7 +13,7 @@ from regexplain.config import STUDY_SEEDS as DEFAULT_SEEDS
 def register(subparsers) -> None:
     p = subparsers.add_parser("study", help="train N seeds per architecture, score them beside their "
                               "baselines and write a verdict on each claim of the paper")
-    p.add_argument("--profile", default="quick", help="smoke | quick | paper, or a YAML path (default quick)")
+    p.add_argument("--profile", default="quick", help="smoke | quick | fast | paper, or a YAML path (default quick)")
     p.add_argument("--out", default="study", help="folder of the study's data, runs and scores (default study/)")
     p.add_argument("--seeds", type=int_at_least(3), default=DEFAULT_SEEDS,
                    help=f"seeds 0..N-1 per architecture (>= 3, default {DEFAULT_SEEDS}; every verdict is also "

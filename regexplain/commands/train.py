@@ -13,7 +13,7 @@ from regexplain.data.datasets import DATASETS
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="train a registration network into a run directory")
-    p.add_argument("--profile", help="smoke | quick | paper | a YAML file (default quick; with --resume: the "
+    p.add_argument("--profile", help="smoke | quick | fast | paper | a YAML file (default quick; with --resume: the "
                    "run's own)")
     p.add_argument("--dataset", choices=tuple(DATASETS), help="default hippocampus (with --resume: the run's own)")
     add_data_options(p, "data folder, MSD or lung layout, at least 4 subjects (default: the profile's "
