@@ -26,6 +26,7 @@ reproduce: venv
 # The seed study (5 seeds x no skip / skip + untrained baselines, calibrated and pose phantoms; every verdict
 # also recomputed with each seed left out): verdicts in
 # figures/STUDY_<regime>.md and in RESULTS.md at the next `make reproduce`. Resumes where it stopped.
+# PROFILE=fast (here and for reproduce): half the steps on a cosine rate, within issue 21's time goals on 2 cores.
 study: venv
 	$(BIN)/regexplain study --profile $(PROFILE)
 
