@@ -276,9 +276,7 @@ def _read_profile(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     if base_path.resolve() in {p.resolve() for p in (*chain, path)}:
         raise ConfigError(f"{path}: 'extends: {base}' makes a cycle")
     below = _read_profile(base_path, (*chain, path))
-    return {k: _merge(below.get(k) or {}, raw.get(k) or {})
-            if isinstance(below.get(k) or {}, dict) and isinstance(raw.get(k) or {}, dict)
-            else raw.get(k, below.get(k)) for k in {*below, *raw}}
+    return _merge(below, {k: v for k, v in raw.items() if v is not None})   # an empty section keeps the base's
 
 
 def load_config(profile: str | Path = "quick", dataset: str = "hippocampus",
