@@ -52,7 +52,11 @@ def import_authors(folder: Path):
     pkg = types.ModuleType("hippocampus_registration")
     pkg.__path__ = [str(folder)]
     sys.modules["hippocampus_registration"] = pkg
-    from hippocampus_registration import FrontiersNet, losses
+    try:
+        from hippocampus_registration import FrontiersNet, losses
+    except ImportError as e:
+        raise SystemExit(f"{folder}: their code imports {e.name!r}, which this environment lacks: "
+                         "pip install -e '.[bench]' (or `make bench`)") from e
     return FrontiersNet, losses
 
 
