@@ -54,7 +54,8 @@ def import_authors(folder: Path):
     sys.modules["hippocampus_registration"] = pkg
     try:
         from hippocampus_registration import FrontiersNet, losses
-    except ImportError as e:
+    except ModuleNotFoundError as e:
+        sys.modules.pop("hippocampus_registration", None)
         raise SystemExit(f"{folder}: their code imports {e.name!r}, which this environment lacks: "
                          "pip install -e '.[bench]' (or `make bench`)") from e
     return FrontiersNet, losses

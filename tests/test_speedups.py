@@ -183,3 +183,17 @@ def test_jacobian_one_gradient_call_bit_identical_to_stacked():
     fast, ref = jacobian_determinant(phi), _jacobian_stacked(phi)
     assert torch.equal(fast, ref)
     assert torch.equal(*(torch.autograd.grad(x.square().sum(), phi)[0] for x in (fast, ref)))
+
+
+def test_vs_authors_names_a_dependency_their_code_lacks(tmp_path):
+    """A copy of their code importing a module this environment lacks: a clear exit naming the folder and
+    the module, not a traceback from inside their files."""
+    from vs_authors import import_authors
+    (tmp_path / "blocks.py").write_text("")
+    (tmp_path / "FrontiersNet.py").write_text("")
+    (tmp_path / "losses.py").write_text("import regexplain_no_such_module_xyz\n")
+    with pytest.raises(SystemExit) as err:
+        import_authors(tmp_path)
+    msg = str(err.value)
+    assert str(tmp_path) in msg and "regexplain_no_such_module_xyz" in msg and ".[bench]" in msg
+    assert "hippocampus_registration" not in sys.modules
