@@ -124,6 +124,29 @@ def test_reproduce_interrupted_during_training(tmp_path):
 
 # ------------------------------------------------------- in-process: a real signal in the middle of a command
 
+CTRL_C_IN_EXEC = """
+import argparse, sys
+import tqdm.std  # already loaded in a real run (its bars); its first import would itself clear the note
+from regexplain import cli
+
+class Parser:  # one command whose Ctrl-C lands inside an exec of source text, as in a dataclass being built
+    def parse_args(self, argv):
+        return argparse.Namespace(command="match", func=lambda args: exec("raise KeyboardInterrupt"))
+
+cli.build_parser = Parser
+sys.exit(cli.main([]))
+"""
+
+
+def test_a_ctrl_c_inside_exec_of_source_text_still_exits_130(tmp_path):
+    # CPython ends a ``python -m`` process by SIGINT (-2) after shutdown once a KeyboardInterrupt left an
+    # exec of source text, however it was handled (CI, stop 27: the study test interrupted in an import)
+    (tmp_path / "ctrl_c_in_exec.py").write_text(CTRL_C_IN_EXEC)
+    proc = subprocess.run([sys.executable, "-m", "ctrl_c_in_exec"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=WAIT, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    check_one_line(proc.stderr, proc, signal.SIGINT, "match")
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, hippo_root) -> tuple[Path, Path]:
     from regexplain.cli import main
