@@ -19,7 +19,7 @@ import signal
 import sys
 from pathlib import Path
 
-from regexplain import __version__
+from regexplain import __version__, interrupts
 from regexplain.config import ConfigError
 from regexplain.errors import Interrupted, RegexplainError
 
@@ -47,8 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     # the two policies are within 7 %. An OMP_WAIT_POLICY already set is kept.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
-    previous = _raise_on_sigterm()
-    on_sigint = signal.getsignal(signal.SIGINT)
+    previous = interrupts.install()
     try:
         return int(args.func(args) or 0)
     except (RegexplainError, ConfigError, OSError) as e:
@@ -66,22 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         _forget_unhandled_interrupt()
         return 128 + int(signum)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-            signal.signal(signal.SIGINT, on_sigint)
-
-
-def _raise_on_sigterm():
-    """SIGTERM raises :class:`Interrupted` (Python's default would end the process on the spot: no
-    ``finally``, temp files and half a run folder left). ``None`` outside the main thread (an embedding
-    application keeps its own handlers)."""
-    def handler(signum, frame):
-        raise Interrupted(signum)
-
-    try:
-        return signal.signal(signal.SIGTERM, handler)
-    except ValueError:
-        return None
+        interrupts.restore(previous)
 
 
 def _forget_unhandled_interrupt() -> None:

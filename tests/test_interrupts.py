@@ -4,6 +4,7 @@ an output left behind. Every wait is bounded; nothing is timed."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -14,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from regexplain.errors import Interrupted
 
 WAIT = 300  # seconds: a bound against hangs on a loaded machine, not a measurement
 
@@ -202,6 +205,55 @@ def test_a_signal_in_the_middle_of_a_command(run, tmp_path, monkeypatch, capsys,
     assert len(lines) == 1 and sig.name in lines[0] and "run the same command again" in lines[0], err
     assert not out.exists() and not temp_files(tmp_path)
     assert _tree(data, rd) == before
+
+
+def _swallowing(real):
+    """``real`` behind a library's bare ``except:`` that a Ctrl-C lands in (mpmath's, while torch imports
+    sympy for a process's first optimiser)."""
+    def hook(*a, **k):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the handler runs here, well inside the ``try``
+        except:  # noqa: E722 - the library's
+            pass
+        return real(*a, **k)
+    return hook
+
+
+def test_a_ctrl_c_a_library_swallows_still_stops_training(run, tmp_path, monkeypatch, capsys):
+    import torch
+
+    from regexplain.cli import main
+
+    data, _ = run
+    monkeypatch.setattr("torch.optim.Adam", _swallowing(torch.optim.Adam))
+    out = tmp_path / "run"
+    assert main(["train", "--profile", "smoke", "--data", str(data), "--out", str(out), "--steps", "2",
+                 "--no-progress", "--device", "cpu"]) == 130
+    assert "interrupted by SIGINT" in capsys.readouterr().err
+    assert not out.exists()      # stopped before its first step: nothing kept
+
+
+@pytest.mark.parametrize(("sig", "exc"), [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, Interrupted)])
+def test_a_swallowed_signal_is_raised_again_until_forgotten(sig, exc):
+    from regexplain import interrupts
+
+    before = {s: signal.getsignal(s) for s in interrupts.SIGNALS}
+    previous = interrupts.install()
+    try:
+        interrupts.raise_if_interrupted()           # nothing yet
+        with contextlib.suppress(BaseException):
+            signal.raise_signal(sig)
+        with pytest.raises(exc):
+            interrupts.raise_if_interrupted()
+        with pytest.raises(exc):                    # still: nobody said it was handled
+            interrupts.raise_if_interrupted()
+        interrupts.forget()
+        interrupts.raise_if_interrupted()
+    finally:
+        interrupts.restore(previous)
+    assert {s: signal.getsignal(s) for s in interrupts.SIGNALS} == before
+    interrupts.raise_if_interrupted()
 
 
 def test_a_signal_while_register_writes_waits_for_the_last_output(run, tmp_path, monkeypatch, capsys):

@@ -33,6 +33,7 @@ from regexplain.analysis import study_record
 from regexplain.analysis.casestudy import readout_from_medians
 from regexplain.config import STUDY_REGIMES, STUDY_SEEDS  # noqa: F401 (STUDY_REGIMES: re-exported)
 from regexplain.errors import UsageError
+from regexplain.interrupts import raise_if_interrupted
 from regexplain.io import write_json, write_text
 
 ARCHS = ("noskip", "skip")
@@ -349,6 +350,7 @@ def run_study(profile: str = "quick", out: str | Path = "study", *, seeds: Seque
                 log(msg)
     bar = tqdm(jobs, desc=f"study {regime}", unit="run", disable=not progress)
     for arch, seed in bar:
+        raise_if_interrupted()          # a Ctrl-C a library swallowed (regexplain/interrupts.py) stops here
         bar.set_postfix_str(f"{arch} seed {seed}")
         cfg = _run_config(profile, base, regime, arch, seed)
         path = base / "scores" / f"{arch}_seed{seed}.json"

@@ -48,6 +48,7 @@ from regexplain import runtime
 from regexplain.config import Config, TrainConfig, save_config
 from regexplain.data.augment import apply_maps, pair_augmentation_maps
 from regexplain.errors import TrainingError
+from regexplain.interrupts import raise_if_interrupted
 from regexplain.io import write_json, write_text
 from regexplain.registration.checkpoint import (
     CHECKPOINT_NAME,
@@ -312,6 +313,7 @@ class Trainer:
                    dynamic_ncols=True)
         self.net.train()
         while step < t.steps:
+            raise_if_interrupted()      # a Ctrl-C a library swallowed (regexplain/interrupts.py) stops here
             ts = time.perf_counter()
             stop = budget > 0 and self.elapsed0 + ts - self.t0 >= budget
             if stop and not self.ddp.on:
