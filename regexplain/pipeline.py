@@ -28,6 +28,7 @@ from typing import Any
 
 from regexplain.config import load_config
 from regexplain.errors import Interrupted, NotebookError
+from regexplain.interrupts import raise_if_interrupted
 from regexplain.results import write_results
 from regexplain.runs import MODELS, ensure_data, ensure_decomposition, ensure_trained, model_config, run_dir
 
@@ -165,6 +166,7 @@ def _stage(label: str, fn: Callable[[], Any], log: Callable[[str], None], *, hol
     import sys
     import warnings
 
+    raise_if_interrupted()   # a Ctrl-C a library swallowed in the stage before (regexplain/interrupts.py)
     t0 = time.perf_counter()
     live = sys.stdout.isatty()
     if live:

@@ -32,6 +32,29 @@ def test_every_notebook_has_a_parameters_cell():
             assert f"{name} =" in tagged[0].source, (src, name)
 
 
+def test_a_ctrl_c_swallowed_in_one_stage_stops_the_next(capsys):
+    import contextlib
+    import signal
+
+    from regexplain import interrupts
+
+    ran, lines = [], []
+
+    def swallowing():               # a library's bare ``except:`` around the moment Ctrl-C comes
+        with contextlib.suppress(BaseException):
+            signal.raise_signal(signal.SIGINT)
+        ran.append("first")
+
+    previous = interrupts.install()  # as the CLI does
+    try:
+        pipeline._stage("decompose x", swallowing, lines.append)
+        with pytest.raises(KeyboardInterrupt):
+            pipeline._stage("notebook y", lambda: ran.append("second"), lines.append)
+    finally:
+        interrupts.restore(previous)
+    assert ran == ["first"] and len(lines) == 1 and lines[0].startswith("[decompose x]")
+
+
 @pytest.mark.notebook
 def test_failing_notebook_names_notebook_and_cell(tmp_path):
     src = tmp_path / "09_broken.py"
