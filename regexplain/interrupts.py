@@ -4,9 +4,9 @@ The CLI installs :func:`handle` for SIGINT and SIGTERM: it raises ``KeyboardInte
 :class:`~regexplain.errors.Interrupted` (SIGTERM) as usual, and also notes the signal. Some libraries swallow
 ``KeyboardInterrupt`` with a bare ``except:``: mpmath does while torch imports sympy for the first optimiser
 of a process, and a Ctrl-C landing there let a whole study run on (1 run in ~100 of the interrupted study
-test). Long loops (training steps, the study's runs, the main job's stages) call :func:`raise_if_interrupted`
-at each step, so a
-swallowed signal still stops the command there; the CLI forgets the signal once it has handled it.
+test). Long loops (training steps, the study's runs, the main job's stages) call
+:func:`raise_if_interrupted` at each step, so a swallowed signal still stops the command there; the CLI
+forgets the signal once it has handled it.
 
 Outside the CLI (a notebook, a script) nothing is installed and :func:`raise_if_interrupted` does nothing.
 """
