@@ -56,28 +56,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (KeyboardInterrupt, Interrupted) as e:
         signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
-        if previous is not None:  # a second signal while the line is printed must not make a traceback
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        interrupts.handled(previous)   # a second signal while the line is printed makes no traceback
         _close_progress_bars()
         print(f"regexplain {_command(args)}: interrupted by {signal.Signals(signum).name}; "
               f"{resume_hint(args)}", file=sys.stderr, flush=True)
-        _forget_unhandled_interrupt()
         return 128 + int(signum)
     finally:
         interrupts.restore(previous)
-
-
-def _forget_unhandled_interrupt() -> None:
-    """Let the 128 + signal exit code stand after a Ctrl-C that was handled here.
-
-    CPython (3.10-3.13) notes "an unhandled KeyboardInterrupt" whenever one leaves an ``exec`` / ``eval`` of
-    source text, even if an outer ``except`` handles it, and ``python -m`` then ends the process by SIGINT
-    (exit -2, not 130) after the interpreter shuts down. A Ctrl-C during an import lands in such an
-    ``exec`` often (dataclasses and namedtuples build their methods from source): 1 run in 6 of the
-    interrupted study test. The note is cleared at the start of every ``exec`` of source text, so one
-    that finishes clears it."""
-    exec("pass")  # noqa: S102 - a constant: clears the note (above), runs nothing
 
 
 def _command(args: argparse.Namespace) -> str:
