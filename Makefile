@@ -31,10 +31,14 @@ study: venv
 	$(BIN)/regexplain study --profile $(PROFILE)
 
 # Debian's Chromium for the browser test of the explorer app (never a downloaded browser build).
+# .ci/apt-get waits up to APT_LOCK_WAIT seconds (default 600) for a package lock another installation holds,
+# saying what it waits for, instead of stopping with "Could not get lock" (exit 100).
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
-	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; }
+	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  echo "make browser: installing Debian's chromium (apt-get waits for the package locks if another installation holds them)"; \
+	  $$sudo env APT_LOCK_WAIT=$${APT_LOCK_WAIT:-600} .ci/apt-get update -qq && \
+	  $$sudo env APT_LOCK_WAIT=$${APT_LOCK_WAIT:-600} .ci/apt-get install -y -qq chromium >/dev/null; }
 
 test: venv browser sync
 	$(BIN)/python -m pytest -q

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import typing
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +196,8 @@ def validate(cfg: Config, source: str = "config") -> Config:
         if not cond:
             raise ConfigError(f"{source}: {msg}")
 
+    for where, value in _numbers(cfg):   # .inf / .nan in YAML: no comparison below would catch them
+        need(math.isfinite(value), f"{where} must be a finite number, got {value}")
     d, m, lo, t = cfg.data, cfg.model, cfg.loss, cfg.train
     need(d.dataset in DATASETS, f"data.dataset must be one of {tuple(DATASETS)}, got {d.dataset!r}")
     need(len(m.channels) >= 2 and all(c > 0 for c in m.channels),
@@ -240,6 +244,18 @@ def validate(cfg: Config, source: str = "config") -> Config:
     need(cfg.latent.n_components >= 1, f"latent.n_components must be >= 1, got {cfg.latent.n_components}")
     need(cfg.latent.null_draws >= 2, f"latent.null_draws must be >= 2, got {cfg.latent.null_draws}")
     return cfg
+
+
+def _numbers(obj, where: str = "") -> Iterator[tuple[str, float]]:
+    """``("section.key", value)`` for every float of a config (inside tuples too: ``data.split[0]``)."""
+    if is_dataclass(obj):
+        for f in fields(obj):
+            yield from _numbers(getattr(obj, f.name), f"{where}.{f.name}" if where else f.name)
+    elif isinstance(obj, (tuple, list)):
+        for i, v in enumerate(obj):
+            yield from _numbers(v, f"{where}[{i}]")
+    elif isinstance(obj, float):
+        yield where, obj
 
 
 def profile_path(profile: str | Path) -> Path:

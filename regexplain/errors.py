@@ -33,6 +33,20 @@ class OutputError(RegexplainError, OSError):
     """An output location cannot be written (read-only, a file where a folder is needed, ...)."""
 
 
+class DiskFullError(OutputError):
+    """A file could not be written because its disk (or quota) is full; names the file."""
+
+    def __init__(self, path, reason: str = "the disk is full (no space left on device)"):
+        from pathlib import Path
+
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"{path}: not written: {reason}; free some space and run the same command again "
+                         "(nothing half-written was kept)")
+
+    def __reduce__(self):   # picklable across the training processes (the default passes the message only)
+        return type(self), (self.path, self.reason)
+
+
 class ConfigError(RegexplainError, ValueError):
     """A configuration value is missing, of the wrong type or impossible."""
 

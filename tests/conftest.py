@@ -1,4 +1,13 @@
-"""Shared fixtures: tiny phantom datasets written once per test session (seconds, no network)."""
+"""Shared fixtures: tiny phantom datasets written once per test session (seconds, no network).
+
+Skips. A test skips only for what a machine truly lacks (a CUDA GPU). A declared test dependency (the
+``test`` and ``notebooks`` extras of pyproject.toml, and Debian's chromium for the browser tests) that is
+missing *fails* the test under CI and skips it elsewhere with a line saying what to install: import them
+with :func:`deps.need` (never ``pytest.importorskip``). CI is the ``CI`` environment variable (``1``,
+``true`` or ``yes``), which ``.ci/run`` sets and most CI runners set themselves. Nothing skips because of the
+order tests run in or the speed of the machine: what a test needs comes from a fixture, and a race is
+made deterministic (a hook, an injected fault) rather than skipped when it goes the other way.
+"""
 
 from __future__ import annotations
 

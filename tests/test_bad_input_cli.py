@@ -10,6 +10,7 @@ directory is ``tmp``, so a profile default such as ``data/smoke/...`` can never 
 from __future__ import annotations
 
 import fcntl
+import glob
 import hashlib
 import io
 import json
@@ -17,6 +18,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ import pytest
 import torch
 
 from regexplain.data.nifti import write_nifti
+from regexplain.io import FAULT_ENV
 
 # --------------------------------------------------------------------------------------------- helpers
 
@@ -99,18 +102,26 @@ def nan_checkpoint(fx: Fx, t: Path) -> Path:
     return path
 
 
+#: How ``read_only_dir`` makes its folder read-only: "os" (mode 0555; as root, whom modes do not stop, the
+#: immutable attribute), falling back to "fault" where ``chattr`` fails (a container's root): the write
+#: fault of regexplain/io.py (``REGEXPLAIN_TEST_WRITE_FAULT=EROFS:folder``). ``test_read_only_by_the_write_fault``
+#: runs those cases with "fault" everywhere, so both ways are checked wherever chattr works.
+READ_ONLY_BY = "os"
+
+
 def read_only_dir(t: Path) -> Path:
-    """A folder nobody may write into, root included (root ignores modes: the immutable attribute)."""
+    """A folder nobody may write into, root included."""
     d = t / "readonly"
     d.mkdir()
     d.chmod(0o555)
-    if os.access(d, os.W_OK) and os.geteuid() == 0:
-        if subprocess.run(["chattr", "+i", str(d)], capture_output=True).returncode != 0:
-            pytest.skip("cannot make a read-only folder as root here (no chattr)")
+    if READ_ONLY_BY == "fault" or (os.access(d, os.W_OK) and os.geteuid() == 0 and subprocess.run(
+            ["chattr", "+i", str(d)], capture_output=True).returncode != 0):
+        os.environ[FAULT_ENV] = f"EROFS:{glob.escape(str(d))}"
     return d
 
 
 def release_read_only(t: Path) -> None:
+    os.environ.pop(FAULT_ENV, None)
     d = t / "readonly"
     if d.exists():
         subprocess.run(["chattr", "-i", str(d)], capture_output=True)
@@ -479,6 +490,16 @@ def train_steps_negative(t, fx):
 def train_max_minutes_negative(t, fx):
     return Spec(smoke_train(fx.data, t / "run", "--max-minutes", "-1"), [t / "run"],
                 ["--max-minutes", "max_minutes"])
+
+
+@case
+def train_max_minutes_inf(t, fx):
+    return Spec(smoke_train(fx.data, t / "run", "--max-minutes", "inf"), [t / "run"], ["--max-minutes"])
+
+
+@case
+def train_max_minutes_nan(t, fx):
+    return Spec(smoke_train(fx.data, t / "run", "--max-minutes", "nan"), [t / "run"], ["--max-minutes"])
 
 
 @case
@@ -936,6 +957,16 @@ def casestudy_batch_size_zero(t, fx):
 
 
 @case
+def casestudy_rotation_nan(t, fx):
+    return Spec(_casestudy(fx, t, "--rotation", "nan"), [t / "cs"], ["--rotation"])
+
+
+@case
+def casestudy_translation_inf(t, fx):
+    return Spec(_casestudy(fx, t, "--translation", "inf"), [t / "cs"], ["--translation"])
+
+
+@case
 def casestudy_out_is_a_file(t, fx):
     (t / "cs").write_text("mine")
     return Spec(_casestudy(fx, t), [t / "cs"], [str(t / "cs")])
@@ -1135,6 +1166,19 @@ def run_case(spec: Spec, monkeypatch, capsys) -> tuple[int, str, str]:
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_bad_input(name, tmp_path, monkeypatch, capsys, fx):
+    check_case(name, tmp_path, monkeypatch, capsys, fx)
+
+
+@pytest.mark.parametrize("name", sorted(n for n in CASES if n.endswith("_read_only")))
+def test_read_only_by_the_write_fault(name, tmp_path, monkeypatch, capsys, fx):
+    """The read-only cases with the folder made read-only by regexplain/io.py's write fault, as they run
+    where chattr cannot (a container's root): the same refusal, and nothing written."""
+    monkeypatch.setattr(sys.modules[__name__], "READ_ONLY_BY", "fault")
+    check_case(name, tmp_path, monkeypatch, capsys, fx)
+    assert FAULT_ENV not in os.environ
+
+
+def check_case(name, tmp_path, monkeypatch, capsys, fx) -> None:
     shared = snapshot([fx.data, fx.run, fx.dec])
     monkeypatch.chdir(tmp_path)
     try:

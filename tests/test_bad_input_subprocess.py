@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import html
 import json
 import os
 import shutil
@@ -252,3 +253,239 @@ def test_match_refuses_more_components_than_the_runs_have(fx, tmp_path):
     refused(cli(*match_argv(tmp_path, fx.run, twin, extra=("--components", "99")), cwd=tmp_path),
             "--components 99", "at most 4")
     assert not (tmp_path / "m").exists()
+
+
+# ---------------------------------------------------------------------------------------------- issue 33
+
+@pytest.fixture(scope="module")
+def dec(fx, tmp_path_factory) -> Path:
+    """A decomposition of ``fx.run`` (K = 3)."""
+    from regexplain.cli import main
+
+    out = tmp_path_factory.mktemp("dec33") / "dec"
+    assert main(["decompose", "--model", str(fx.run), "--out", str(out), "-k", "3", "--device", "cpu"]) == 0
+    return out
+
+
+@pytest.mark.parametrize("spelling", ["same", "trailing slash", "symlink", "checkpoint file", "relative"])
+def test_match_refuses_one_run_given_twice(fx, tmp_path, spelling):
+    """`match --runs R R` scored |cos| 1.000 for every component without a word that the runs were one."""
+    link = tmp_path / "link"
+    link.symlink_to(fx.run)
+    other = {"same": str(fx.run), "trailing slash": f"{fx.run}/", "symlink": str(link),
+             "checkpoint file": str(fx.run / "checkpoint.pt"),
+             "relative": os.path.relpath(fx.run, tmp_path)}[spelling]
+    before = snapshot(fx.run)
+    line = refused(cli(*match_argv(tmp_path, fx.run, Path(other)), cwd=tmp_path), "--runs", other, str(fx.run))
+    assert "same run" in line
+    assert not (tmp_path / "m").exists() and snapshot(fx.run) == before
+
+
+def test_explore_refuses_a_checkpoint_of_another_latent_shape_before_serving(fx, dec, tmp_path):
+    """As `casestudy` does: exit 2 naming the checkpoint and both latent shapes, and no server started."""
+    r = cli("explore", "--decomposition", str(dec), "--checkpoint", str(fx.wide), cwd=tmp_path)
+    line = refused(r, str(dec), str(fx.wide), "latent shape")
+    assert "(8, 4, 4, 4)" in line and "(16, 4, 4, 4)" in line, line   # smoke: 16^3, two downsamplings
+    assert "http://" not in r.stdout and "serving" not in r.stdout
+
+
+@pytest.mark.slow
+def test_explore_stopped_by_sigterm_prints_no_zmq_traceback(dec, tmp_path):
+    """SIGTERM while Voilà's preheated kernel waits for its page (here an error page: its data folder is
+    empty) stopped it mid-execution: `zmq.error.ZMQError: Socket operation on non-socket` on the terminal."""
+    import signal
+    import time
+
+    import psutil
+
+    (tmp_path / "empty").mkdir()
+    log = tmp_path / "explore.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "regexplain.cli", "explore", "--decomposition", str(dec),
+                                 "--data", str(tmp_path / "empty")], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                stderr=err, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.monotonic() + 240   # bounds against a hang on a loaded machine, not measurements
+        while "is filled with" not in log.read_text(errors="replace"):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        kernels = [p for p in psutil.Process(proc.pid).children(recursive=True) if "ipykernel" in " ".join(p.cmdline())]
+        assert kernels, "no kernel"
+        while sum(k.cpu_percent(interval=0.5) for k in kernels) > 5:   # parked, waiting for a page
+            assert time.monotonic() < deadline, "the preheated kernel never went quiet"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log.read_text(errors="replace")
+    assert "Kernel shutdown" in text, text[-3000:]        # the kernel was there, and was stopped
+    assert "ZMQError" not in text and "Traceback" not in text, text[-3000:]
+
+
+@pytest.mark.parametrize("lam, shown, note", [("1e308", 3.0, "beyond the slider's ±3σ"),
+                                              ("-1e308", -3.0, "beyond the slider's ±3σ"),
+                                              ("nan", 0.0, "not a finite number"),
+                                              ("inf", 0.0, "not a finite number")])
+def test_explorer_link_with_an_impossible_lambda_names_the_parameter(dec, lam, shown, note):
+    """`?lam=1e308` showed "Cannot open decomposition ...: OverflowError", blaming the decomposition. The
+    page opens (as for `?lam=100`) and a note names the URL parameter. (The page's own code, as a Voilà
+    kernel runs it for that URL.)"""
+    from regexplain.app.page import explorer_page
+
+    page = explorer_page(str(dec), query=f"lam={lam}")
+    assert "explorer-error" not in page._dom_classes, page.value
+    assert page.children[1].children[0].explorer_state.lam == shown
+    notes = [html.unescape(w.value) for w in page.children if "link-note" in w._dom_classes]
+    assert len(notes) == 1 and f"link parameter lam={lam}: {note}" in notes[0], notes
+    assert not [w for w in explorer_page(str(dec), query="lam=1.5").children if "link-note" in w._dom_classes]
+
+
+# A full disk, two ways: a real tmpfs too small for the output where this process may mount one (root with
+# CAP_SYS_ADMIN), else (and always in the "fault" runs) regexplain/io.py's write fault, whose writes go to
+# /dev/full, so torch, NumPy and nibabel meet the kernel's own ENOSPC.
+
+@pytest.fixture(params=["tmpfs", "fault"])
+def full_disk(request, tmp_path, monkeypatch):
+    """``make(fill_glob, leave=0, fill=True) -> folder``: a folder on a full disk. With a 64 KiB tmpfs, filled
+    (unless ``fill`` is false) up to ``leave`` bytes; with the write fault, writes to paths matching
+    ``folder/fill_glob`` fail."""
+    mounted = []
+
+    def make(fill_glob: str = "*", leave: int = 0, fill: bool = True) -> Path:
+        disk = tmp_path / "disk"
+        disk.mkdir()
+        if request.param == "tmpfs" and subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True).returncode == 0:
+            mounted.append(disk)
+            if not fill:
+                return disk
+            fd = os.open(disk / ".filler", os.O_WRONLY | os.O_CREAT)
+            try:
+                while True:
+                    os.write(fd, b"x" * 4096)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+            os.truncate(disk / ".filler", max(0, (disk / ".filler").stat().st_size - leave))
+        else:
+            import glob
+
+            monkeypatch.setenv("REGEXPLAIN_TEST_WRITE_FAULT", f"ENOSPC:{glob.escape(str(disk))}/{fill_glob}")
+        return disk
+
+    yield make
+    for d in mounted:
+        subprocess.run(["umount", str(d)], capture_output=True)
+
+
+def listing(d: Path) -> list[str]:
+    return sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.name != ".filler")
+
+
+def test_train_on_a_full_disk(fx, tmp_path, full_disk):
+    """torch.save's `RuntimeError: ... unexpected pos` traceback: now one line naming the checkpoint, and
+    the run folder of a run without a checkpoint removed."""
+    disk = full_disk("run/checkpoint.pt", fill=False)   # 64 KiB hold config.yaml and the log, not a checkpoint
+    line = refused(cli(*smoke_train(fx.data, disk / "run"), cwd=tmp_path), str(disk / "run" / "checkpoint.pt"),
+                   "the disk is full")
+    assert "unexpected pos" not in line
+    assert listing(disk) == []
+
+
+def test_evaluate_on_a_full_disk_writes_neither_file(fx, tmp_path, full_disk):
+    """The summary fitted, its per-pair table did not: exit 2 naming no file, and e.json without e.csv."""
+    disk = full_disk("*e.csv", leave=4096)    # one page: room for the summary only
+    (disk / "ev").mkdir()
+    r = cli("evaluate", "--model", str(fx.run), "--data", str(fx.data), "--out", str(disk / "ev" / "e.json"),
+            "--device", "cpu", cwd=tmp_path)
+    refused(r, str(disk / "ev" / "e.csv"), "the disk is full")
+    assert listing(disk) == ["ev"]
+
+
+@pytest.mark.parametrize("out_exists", [False, True])
+def test_register_on_a_full_disk_leaves_the_output_as_it_was(fx, tmp_path, full_disk, out_exists):
+    """It left an empty output folder; into an existing one, it must not leave some outputs new and
+    others old."""
+    disk = full_disk("*")
+    if out_exists:
+        (disk / "reg").mkdir()
+        os.close(os.open(disk / "reg" / "notes.txt", os.O_WRONLY | os.O_CREAT))   # an empty file: no space
+    before = snapshot(disk)
+    refused(cli(*register_argv(fx, disk / "reg"), cwd=tmp_path), str(disk / "reg"), "the disk is full")
+    assert snapshot(disk) == before
+    assert listing(disk) == (["reg", "reg/notes.txt"] if out_exists else [])
+
+
+def _zero_affine(path: Path, how: str) -> None:
+    """Rewrite ``path`` with the same voxels and a header affine that places no voxel."""
+    import nibabel as nib
+
+    img = nib.load(path)
+    hdr = img.header.copy()
+    rows = {"zero": np.zeros((3, 4)), "nan": np.full((3, 4), np.nan),
+            "flat": np.array([[1.0, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0]])}[how]   # two equal columns: singular
+    hdr["srow_x"], hdr["srow_y"], hdr["srow_z"] = rows
+    hdr["sform_code"], hdr["qform_code"] = 1, 0
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj), None, header=hdr), path)
+
+
+@pytest.mark.parametrize("which, how", [("image", "zero"), ("label", "zero"), ("image", "nan"), ("image", "flat")])
+def test_a_volume_whose_affine_places_no_voxel_is_refused(fx, tmp_path, which, how):
+    """An all-zero affine trained to exit 0; `data info` showed spacing (0, 0, 0) mm and did not object."""
+    d = copy_data(fx, tmp_path)
+    victim = sorted((d / ("imagesTr" if which == "image" else "labelsTr")).glob("*.nii.gz"))[4]
+    _zero_affine(victim, how)
+    line = refused(cli("data", "info", str(d), cwd=tmp_path), str(victim), "affine")
+    assert ("singular" if how != "nan" else "not a finite") in line
+    before = snapshot(d, tmp_path / "run")
+    refused(cli(*smoke_train(d, tmp_path / "run"), cwd=tmp_path), str(victim), "affine")
+    assert snapshot(d, tmp_path / "run") == before
+
+
+def test_register_refuses_a_moving_image_whose_affine_places_no_voxel(fx, tmp_path):
+    moving = tmp_path / "m.nii.gz"
+    shutil.copyfile(fx.moving, moving)
+    _zero_affine(moving, "zero")
+    refused(cli(*register_argv(fx, tmp_path / "reg", moving=moving), cwd=tmp_path), str(moving), "affine")
+    assert not (tmp_path / "reg").exists()
+
+
+def test_resuming_a_finished_run_changes_nothing(fx, tmp_path):
+    """It appended a second final `val` line to log.jsonl and rewrote seconds_per_step."""
+    run = Path(shutil.copytree(fx.run, tmp_path / "run"))
+    before = snapshot(run)
+    r = cli("train", "--out", str(run), "--resume", "--no-progress", "--device", "cpu", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert f"{run}: already finished (2 of 2 steps trained); nothing to do" in r.stderr, r.stderr
+    assert snapshot(run) == before
+    assert "steps=2" in r.stdout   # the run's own final metrics, as a finished training prints them
+    records = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in records if x["kind"] == "val"] == [2]
+
+
+def test_resuming_a_finished_run_whose_metrics_json_was_lost_writes_it_again(fx, tmp_path):
+    run = Path(shutil.copytree(fx.run, tmp_path / "run"))
+    want = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").unlink()   # killed between the last checkpoint and metrics.json
+    log = (run / "log.jsonl").read_bytes()
+    r = cli("train", "--out", str(run), "--resume", "--no-progress", "--device", "cpu", cwd=tmp_path)
+    assert r.returncode == 0 and "already finished" in r.stderr, r.stderr
+    got = json.loads((run / "metrics.json").read_text())
+    assert got == {k: v for k, v in want.items() if isinstance(v, (int, float, str))}
+    assert (run / "log.jsonl").read_bytes() == log
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan", ".NaN"])
+def test_a_non_finite_learning_rate_is_named(fx, tmp_path, value):
+    """`lr: .inf` stopped at step 2 with "non-finite loss", naming no option."""
+    profile = tmp_path / "p.yaml"
+    profile.write_text((Path(__file__).parents[1] / "regexplain" / "profiles" / "smoke.yaml").read_text()
+                       .replace("lr: 1.0e-3", f"lr: {value}"))
+    assert f"lr: {value}" in profile.read_text()
+    line = refused(cli(*smoke_train(fx.data, tmp_path / "run"), "--profile", str(profile), cwd=tmp_path),
+                   str(profile), "train.lr")
+    assert "finite" in line and "non-finite loss" not in line
+    assert not (tmp_path / "run").exists()

@@ -1,4 +1,6 @@
+import glob
 import json
+import re
 
 import numpy as np
 import pytest
@@ -6,6 +8,8 @@ import torch
 
 from regexplain.data import lung, msd, synthetic
 from regexplain.data.nifti import read_nifti
+from regexplain.errors import DiskFullError
+from regexplain.io import FAULT_ENV
 from regexplain.registration import spatial
 
 
@@ -139,14 +143,15 @@ def test_existing_output_is_refused_and_failures_leave_nothing(tmp_path, monkeyp
     calls = {"n": 0}
     real = synthetic.write_nifti
 
-    def flaky(*a, **k):
+    def filling(path, *a, **k):   # the disk fills up at the third volume: its bytes fail (ENOSPC)
         calls["n"] += 1
         if calls["n"] == 3:
-            raise OSError("disk full")
-        return real(*a, **k)
+            monkeypatch.setenv(FAULT_ENV, f"ENOSPC:{glob.escape(str(path))}")
+        return real(path, *a, **k)
 
-    monkeypatch.setattr(synthetic, "write_nifti", flaky)
-    with pytest.raises(OSError):
+    monkeypatch.setattr(synthetic, "write_nifti", filling)
+    with pytest.raises(DiskFullError, match=rf"^{re.escape(str(tmp_path / 'new'))}/(imagesTr|labelsTr)/\w+\.nii\.gz: "
+                       "not written: the disk is full"):
         synthetic.synthesize_hippocampus(tmp_path / "new", 3, (8, 8, 8), progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
 

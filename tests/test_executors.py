@@ -7,6 +7,7 @@ import dataclasses
 
 import pytest
 import torch
+from deps import need
 
 from regexplain import executors, runs
 from regexplain.config import load_config
@@ -61,7 +62,7 @@ def test_local_processes_equal_sequential_and_resume(smoke_jobs):
 
 @pytest.mark.slow
 def test_submitit_debug_executor_equals_sequential(smoke_jobs, tmp_path):
-    pytest.importorskip("submitit", reason="submitit comes with the test and cluster extras")
+    need("submitit")
     root, cfgs = smoke_jobs
     seq = _jobs(root, cfgs, "sequential_b")
     executors.sequential()(seq)
@@ -87,7 +88,7 @@ def test_bad_executor_options(tmp_path):
 
     with pytest.raises(UsageError, match="--jobs"):
         executors.local_processes(jobs=0)
-    pytest.importorskip("submitit", reason="submitit comes with the test and cluster extras")
+    need("submitit")
     if shutil.which("srun") is None:           # away from a SLURM cluster: one clear line, nothing trained
         job = executors.job_for(load_config("smoke"), tmp_path / "run")
         with pytest.raises(UsageError, match="--executor slurm.*srun"):
@@ -108,9 +109,7 @@ def test_study_with_two_local_jobs(tmp_path):
     assert len(list((base / "scores").glob("*.json"))) == 9 and res["verdicts"]
 
 
-def test_study_command_executor_options(tmp_path):
-    import argparse
-
+def test_study_command_executor_options(tmp_path, capsys):
     from regexplain.cli import build_parser
     from regexplain.commands.study import make_executor
 
@@ -119,6 +118,7 @@ def test_study_command_executor_options(tmp_path):
     assert callable(make_executor(parse(["study", "--jobs", "3"]), tmp_path))
     args = parse(["study", "--executor", "slurm", "--partition", "gpu", "--gpus", "1", "--time", "90"])
     assert (args.partition, args.gpus, args.time) == ("gpu", 1, 90) and callable(make_executor(args, tmp_path))
-    with pytest.raises(SystemExit):
+    assert (args.executor, args.jobs, args.cpus) == ("slurm", 1, 2)    # the defaults the slurm jobs get
+    with pytest.raises(SystemExit) as e:
         parse(["study", "--jobs", "0"])
-    assert isinstance(args, argparse.Namespace)
+    assert e.value.code == 2 and "argument --jobs: must be >= 1, got 0" in capsys.readouterr().err

@@ -65,8 +65,15 @@ def test_cli_serves_on_loopback_until_interrupted(decomposition_dir):
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
-        with pytest.raises(OSError):  # the Voilà child went with it
-            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        deadline = time.monotonic() + 30   # the Voilà child goes with it (a bound, not a measurement)
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=2).close()
+            except OSError:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"port {port} still answers 30 s after the launcher stopped")
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -313,7 +320,9 @@ def test_app_in_browser(decomposition_dir, tmp_path):
         final = wait_for_image(page, PLOT, stable_s=0.5)
         assert page.locator(".lam-text input").first.input_value() == "\u22121.2"
         assert final == _expected_png(decomposition_dir, 0, -1.2)  # the last press's value
-        assert _pictures_drawn(page) - drawn < 8, "8 key presses drew 8 pictures: not coalesced"
+        # at most one picture per press (how many fewer depends on the machine's speed: the coalescing itself
+        # is tested without timing in test_viz.py::test_key_presses_during_a_redraw_coalesce_into_one_picture)
+        assert 1 <= _pictures_drawn(page) - drawn <= 8
 
         component = timed(page, lambda: press_slider(page, "comp-slider", "ArrowRight"))[0]
         after_comp = wait_for_image(page, PLOT, differs_from=final)

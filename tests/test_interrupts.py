@@ -79,15 +79,35 @@ def test_train_interrupted_after_a_checkpoint_says_how_to_resume(data, tmp_path,
     assert read_checkpoint(run)["step"] > 0               # the kept checkpoint loads
 
 
-def test_train_interrupted_before_its_first_checkpoint_leaves_no_run_folder(data, tmp_path):
-    """SIGTERM while the data are read: the run folder it had just made is gone again."""
+#: ``regexplain`` whose first checkpoint never comes: its save waits (a hook in the test's process only), so
+#: a signal sent once the run folder exists lands before any checkpoint however fast the machine is.
+HOLD_FIRST_CHECKPOINT = """
+import sys, time
+from regexplain import cli
+from regexplain.registration import train
+
+def held(*args, **kwargs):
+    while True:
+        time.sleep(0.05)
+
+train.save_checkpoint = held
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("when", ["reading the data", "training"])
+def test_train_interrupted_before_its_first_checkpoint_leaves_no_run_folder(data, tmp_path, when):
+    """SIGTERM while the data are read, or after the steps before the first checkpoint: the run folder it
+    had just made is gone again."""
     for p in data.glob(".cache_*"):
         p.unlink()   # reading and preprocessing again: the window to interrupt in
     run = tmp_path / "run"
-    proc = start(_train(data, run), tmp_path)
-    err = interrupt_when(proc, lambda: (run / ".regexplain.lock").is_file(), signal.SIGTERM)
-    if (run / "checkpoint.pt").exists():
-        pytest.skip("the first checkpoint came before the signal on this machine")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_FIRST_CHECKPOINT, *_train(data, run)], cwd=tmp_path,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    ready = {"reading the data": lambda: (run / ".regexplain.lock").is_file(),
+             "training": lambda: (run / "log.jsonl").is_file() and b'"train"' in (run / "log.jsonl").read_bytes()}
+    err = interrupt_when(proc, ready[when], signal.SIGTERM)
     line = check_one_line(err, proc, signal.SIGTERM, "train")
     assert "no checkpoint was written yet" in line
     assert not run.exists()

@@ -7,13 +7,14 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from deps import need
 from scipy import ndimage
 
 from regexplain.data.nifti import write_nifti
 from regexplain.registration.inference import write_registration
 from regexplain.registration.spatial import RAS_TO_LPS, affine_matrix
 
-sitk = pytest.importorskip("SimpleITK")
+sitk = need("SimpleITK", module_level=True)
 
 SHAPE = (24, 20, 16)
 

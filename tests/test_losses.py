@@ -6,6 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from deps import need
 
 from regexplain.config import ConfigError, LossConfig, load_config
 from regexplain.registration import losses as L
@@ -240,7 +241,7 @@ def test_lncc_on_augmented_zero_padded_pair_matches_float64_reference():
 
 
 def test_lncc_monai_guard_equals_monai_on_augmented_zero_padded_pair():
-    monai_losses = pytest.importorskip("monai.losses", reason="MONAI comes with the test and bench extras")
+    monai_losses = need("monai.losses")
     a, b = (x.float() for x in _augmented_padded_pair())
     theirs = monai_losses.LocalNormalizedCrossCorrelationLoss(spatial_dims=3, kernel_size=9,
                                                               kernel_type="rectangular")(a, b)

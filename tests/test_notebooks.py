@@ -41,30 +41,45 @@ def parameterised_copy(src: Path, out: Path, params: dict) -> Path:
     return out
 
 
-@pytest.mark.notebook
-@pytest.mark.slow
-@pytest.mark.parametrize("src", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_under_nbval(src, smoke_dirs, tmp_path):
-    params = pipeline.notebook_parameters("smoke", smoke_dirs["data"], smoke_dirs["runs"], smoke_dirs["figures"])
-    nb = parameterised_copy(src, tmp_path / f"{src.stem}.ipynb", params)
+def run_under_nbval(src: Path, dirs: dict, workdir: Path) -> None:
+    """Execute notebook ``src`` with the smoke parameters under ``pytest --nbval-lax`` in a subprocess; its
+    results land in ``dirs["figures"]``."""
+    params = pipeline.notebook_parameters("smoke", dirs["data"], dirs["runs"], dirs["figures"])
+    nb = parameterised_copy(src, workdir / f"{src.stem}.ipynb", params)
     env = {**os.environ, "MPLBACKEND": pipeline.INLINE_BACKEND}   # as in the main job: figures inline
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "--nbval-lax", "-p", "no:cacheprovider",
-                           "--nbval-cell-timeout=300", str(nb)], cwd=tmp_path, env=env, capture_output=True,
+                           "--nbval-cell-timeout=300", str(nb)], cwd=workdir, env=env, capture_output=True,
                           text=True, timeout=600)
     tail = (proc.stdout + proc.stderr)[-4000:]
     assert proc.returncode == 0, tail
     passed = re.search(r"(\d+) passed", proc.stdout)
     assert passed and int(passed.group(1)) >= 3, tail
-    assert (smoke_dirs["figures"] / f"results_{src.stem}.json").is_file()
+    assert (dirs["figures"] / f"results_{src.stem}.json").is_file()
 
 
 @pytest.mark.notebook
 @pytest.mark.slow
-def test_notebook_figures_exist(smoke_dirs):
-    """After the notebooks above ran (same session), the paper's figures and explorers are there."""
-    figs = smoke_dirs["figures"]
-    if not (figs / "results_08_bases_and_seeds.json").is_file():
-        pytest.skip("runs after the per-notebook tests")
+@pytest.mark.parametrize("src", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_under_nbval(src, smoke_dirs, tmp_path):
+    run_under_nbval(src, smoke_dirs, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def notebooks_ran(smoke_dirs, tmp_path_factory):
+    """``smoke_dirs`` once every numbered notebook has run into its figures folder: the runs of
+    :func:`test_notebook_runs_under_nbval` when they came first in this session, else run here, in order
+    (so ``-k`` or another test order never turns the tests below into skips)."""
+    for src in NOTEBOOKS:
+        if not (smoke_dirs["figures"] / f"results_{src.stem}.json").is_file():
+            run_under_nbval(src, smoke_dirs, tmp_path_factory.mktemp(f"nb_{src.stem}"))
+    return smoke_dirs
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_notebook_figures_exist(notebooks_ran):
+    """Every notebook ran: the paper's figures and explorers are there."""
+    figs = notebooks_ran["figures"]
     for name in ("fig2_lung_components.png", "fig3_lambda_sweep.png", "fig3_lambda_sweep_sigma.png",
                  "fig4_hippocampus_components.png", "fig5_case_study.png", "fig6_lung_components_more.png",
                  "fig7_hippocampus_components_1-8.png", "fig8_skip_ablation.png", "explorer_lung.html",
@@ -75,12 +90,10 @@ def test_notebook_figures_exist(smoke_dirs):
 
 @pytest.mark.notebook
 @pytest.mark.slow
-def test_results_md_renders_the_rows_the_notebooks_wrote(smoke_dirs):
-    """RESULTS.md from the JSON of the real smoke notebook runs above: the summary shows the Dice and
+def test_results_md_renders_the_rows_the_notebooks_wrote(notebooks_ran):
+    """RESULTS.md from the JSON of the real smoke notebook runs: the summary shows the Dice and
     explained-variance rows beside the paper once, the details every other table, each row once."""
-    figs = smoke_dirs["figures"]
-    if not (figs / "results_08_bases_and_seeds.json").is_file():
-        pytest.skip("runs after the per-notebook tests")
+    figs = notebooks_ran["figures"]
     res = results.write_results(figs, "smoke")
     md = (figs / "RESULTS.md").read_text()
     rows = lambda nb, table: json.loads((figs / f"results_{nb}.json").read_text())["rows"][table]  # noqa: E731
@@ -108,12 +121,11 @@ TIMINGS = {"wall_seconds", "seconds_per_step"}
 
 @pytest.mark.notebook
 @pytest.mark.slow
-def test_same_seed_same_results_md_and_metrics(smoke_dirs, tmp_path):
+def test_same_seed_same_results_md_and_metrics(notebooks_ran, tmp_path):
     """Reproducible by construction: a second smoke main job with the same seed (and thread count) writes a
-    byte-identical RESULTS.md and the same training metrics as the notebook runs above."""
+    byte-identical RESULTS.md and the same training metrics as the notebook runs."""
+    smoke_dirs = notebooks_ran
     figs = smoke_dirs["figures"]
-    if not (figs / "results_08_bases_and_seeds.json").is_file():
-        pytest.skip("runs after the per-notebook tests")
     results.write_results(figs, "smoke")
     first = (figs / "RESULTS.md").read_bytes()
     again = {k: tmp_path / k for k in ("data", "runs", "figures")}

@@ -13,6 +13,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from deps import need
 from scipy import ndimage
 
 from regexplain import cli
@@ -79,7 +80,7 @@ def test_walkthrough_on_a_real_mri(tmp_path, capsys, n, n_train, n_val):
     np.testing.assert_allclose(itk.affine, nib.load(str(fixed)).affine, atol=1e-5)
     # the crops sit at different origins: the ITK field carries that too, and SimpleITK resamples the
     # moving crop into regexplain's warped.nii.gz
-    pytest.importorskip("SimpleITK")
+    need("SimpleITK")
     from test_itk import inside, sitk_resample
 
     ours = np.asarray(nib.load(str(runs / "reg" / "warped.nii.gz")).dataobj)
@@ -96,7 +97,7 @@ def test_walkthrough_on_a_real_mri(tmp_path, capsys, n, n_train, n_val):
     assert json.loads((runs / "brain" / "casestudy" / "casestudy.json").read_text())["n_subjects"] == n_val
 
     # the explorer: the page Voilà serves, built by the same code (no server in the fast suite)
-    pytest.importorskip("ipywidgets")
+    need("ipywidgets")
     from regexplain.app.page import explorer_page
 
     page = explorer_page(str(runs / "brain" / "decomposition"))

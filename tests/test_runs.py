@@ -8,6 +8,7 @@ import pytest
 
 from regexplain import runs
 from regexplain.config import ConfigError, load_config
+from regexplain.errors import CheckpointError, UsageError
 
 
 def test_model_config_paths_and_skip(tmp_path):
@@ -17,7 +18,8 @@ def test_model_config_paths_and_skip(tmp_path):
     assert Path(noskip.data.root) == tmp_path / "d" / "smoke" / "hippocampus"
     assert not noskip.model.skip_connections and skip.model.skip_connections
     assert noskip.train.seed == 3 and lung.data.dataset == "lung"
-    with pytest.raises(Exception, match="unknown model"):
+    with pytest.raises(UsageError, match=r"^unknown model 'brain'; expected one of \['hippocampus_noskip', "
+                                          r"'hippocampus_skip', 'lung_noskip'\]$"):
         runs.model_config("smoke", "brain", tmp_path)
 
 
@@ -68,5 +70,7 @@ def test_open_run_and_load_run_open_the_same_model_and_data(smoke_run, tmp_path)
 
 
 def test_load_run_names_an_unfinished_run(tmp_path):
-    with pytest.raises(Exception, match="no finished training run"):
+    rd = tmp_path / "runs" / "smoke" / "hippocampus_noskip"
+    with pytest.raises(CheckpointError) as e:
         runs.load_run("smoke", "hippocampus_noskip", tmp_path / "runs", tmp_path / "data")
+    assert str(e.value) == f"{rd}: no finished training run; run `regexplain reproduce --profile smoke`"

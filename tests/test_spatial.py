@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from deps import need
 from scipy import ndimage
 
 from regexplain.registration import spatial as sp
@@ -257,7 +258,7 @@ def test_itk_displacement_analytic_axes():
 def test_itk_displacement_matches_simpleitk_geometry(tmp_path, other_moving_grid):
     """Independent reference: SimpleITK reads both NIfTI headers and maps indices to its own LPS physical
     points; d = moving(x + u) - fixed(x) per voxel, for oblique, anisotropic, shifted grids."""
-    sitk = pytest.importorskip("SimpleITK")
+    sitk = need("SimpleITK")
     import nibabel as nib
 
     shape = (7, 6, 5)

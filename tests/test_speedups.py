@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from deps import need
 
 from regexplain.config import load_config
 from regexplain.registration.losses import registration_loss
@@ -108,10 +109,8 @@ def test_step_runner_variants_same_first_loss():
     assert abs(a() - b()) < 1e-4
 
 
-monai = pytest.importorskip("monai", reason="MONAI comes with the bench extra")
-
-
 def test_monai_warp_equals_ours():
+    need("monai")   # a declared test dependency: fails under CI when missing (tests/deps.py)
     from monai.networks.blocks import Warp
 
     shape = (12, 10, 14)
@@ -127,6 +126,7 @@ def test_monai_warp_equals_ours():
 
 
 def test_monai_built_loss_equals_ours():
+    need("monai")
     from vs_monai import MonaiLoss
 
     cfg = load_config("smoke", "lung")                 # jac > 0: every term active

@@ -207,6 +207,37 @@ def test_explorer_widget_lambda_slider_moves_contour(tiny):
     assert c["lam"].value == pytest.approx(-2.0) and c["lam_text"].value == "\u22122"
 
 
+def test_key_presses_during_a_redraw_coalesce_into_one_picture(tiny, monkeypatch):
+    """Eight λ presses that arrive while a picture is being drawn make one more picture, of the last value:
+    the drawing is held until all eight are in, so this holds however fast the machine is (the browser test
+    only sees the timing the machine gives it)."""
+    import threading
+
+    from regexplain.viz import widgets
+
+    model, dec, image, label = tiny
+    box = widgets.build_explorer(model, dec, image, label)
+    real, drawing, release, drawn = widgets.render_explorer_png, threading.Event(), threading.Event(), []
+
+    def held(state):
+        drawn.append(round(state.lam, 6))
+        drawing.set()
+        assert release.wait(60)
+        return real(state)
+
+    monkeypatch.setattr(widgets, "render_explorer_png", held)
+    renders = box.renders
+    lam = box.controls["lam"]
+    lam.value = 0.1
+    assert drawing.wait(60), "the first press was never drawn"
+    for k in range(2, 10):
+        lam.value = round(0.1 * k, 1)
+    release.set()
+    assert box.settle()
+    assert drawn == [0.1, 0.9] and box.renders == renders + 2
+    assert box.explorer_state.lam == pytest.approx(0.9) and box.controls["plot"].value == real(box.explorer_state)
+
+
 def test_explorer_not_interactive_is_not_wired(tiny):
     from regexplain.viz.widgets import build_explorer
 

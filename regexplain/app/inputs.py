@@ -81,7 +81,7 @@ def load_inputs(decomposition: str | Path | None, *, checkpoint: str | Path | No
     another one, that basis is fitted on the run's training codes and shown instead."""
     dec, ckpt, root = check_sources(decomposition, checkpoint=checkpoint, data=data)
     model, cfg = _load_model(decomposition, ckpt)
-    _check_latent_shape(decomposition, dec, model, cfg)
+    _check_latent_shape(decomposition, dec, model, cfg, ckpt)
     cfg, subjects, train, axcodes = _validation_subjects(decomposition, cfg, root)
     if basis and basis != dec.meta.get("basis", "pca"):
         dec = _in_basis(decomposition, dec, model, cfg, train, basis)
@@ -123,6 +123,12 @@ def _named_path(where, meta: dict, key: str, override, flag: str) -> Path:
     return p
 
 
+def check_model(where, dec, ckpt: Path) -> None:
+    """The checkpoint ``ckpt`` loads and encodes to ``dec``'s latent shape (ExplorerUnavailable otherwise)."""
+    model, cfg = _load_model(where, ckpt)
+    _check_latent_shape(where, dec, model, cfg, ckpt)
+
+
 def _load_model(where, ckpt: Path):
     from regexplain.registration.checkpoint import load_model
 
@@ -133,11 +139,11 @@ def _load_model(where, ckpt: Path):
                           "Pass --checkpoint with the run the decomposition was fitted on.") from e
 
 
-def _check_latent_shape(where, dec, model, cfg) -> None:
+def _check_latent_shape(where, dec, model, cfg, ckpt: Path | None = None) -> None:
     shape = tuple(model.latent_shape(tuple(cfg.data.shape)))
     if shape != tuple(dec.latent_shape):
         raise unavailable(where, f"its latent shape {tuple(dec.latent_shape)} does not match the "
-                          f"checkpoint's {shape}",
+                          f"checkpoint{f' {ckpt}' if ckpt else ''}'s {shape}",
                           "Decompose again with this checkpoint, or pass the right --checkpoint.")
 
 

@@ -97,7 +97,12 @@ def _wait_for_request() -> None:
         return
     from voila.utils import wait_for_request
 
+    os.environ.pop("QUERY_STRING", None)
     wait_for_request()
+    if "QUERY_STRING" not in os.environ:
+        # No page came: Voilà is shutting this kernel down (its websocket closed). Going on would answer the
+        # execution on closed sockets, a `zmq.error.ZMQError` traceback on the launcher's terminal.
+        os._exit(0)
 
 
 def _basis(dec) -> str:
@@ -165,7 +170,7 @@ def explorer_panel(model, decomposition, subjects: dict, subject: str, *, query:
     """
     import ipywidgets as W
 
-    from regexplain.viz.widgets import build_explorer, parse_query, state_query
+    from regexplain.viz.widgets import build_explorer, parse_query, query_notes, state_query
 
     kw = parse_query(query, decomposition.n_components)
     kw["subject"] = subject if kw.get("subject") not in subjects else kw["subject"]
@@ -186,7 +191,11 @@ def explorer_panel(model, decomposition, subjects: dict, subject: str, *, query:
 
     explorer.on_change.append(update)
     update(explorer.explorer_state)
-    return W.VBox([W.VBox([explorer, summary]), link])
+    notes = query_notes(query, explorer.explorer_state)   # a link's λ that could not be shown as asked
+    note = [W.HTML(f"<p style='color:#a60'>{html.escape('; '.join(notes))}</p>")] if notes else []
+    for n in note:
+        n.add_class("link-note")
+    return W.VBox([W.VBox([explorer, summary]), link, *note])
 
 
 def _summariser(model, dec):

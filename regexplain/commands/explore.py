@@ -25,16 +25,18 @@ def register(subparsers) -> None:
 
 
 def _explore(args: argparse.Namespace) -> int:
-    from regexplain.app.inputs import check_sources
+    from regexplain.app.inputs import check_model, check_sources
     from regexplain.app.server import start_app
 
     # Fail here, with exit code 2 and one line, rather than serve a page that can only show an error.
-    check_sources(args.decomposition, checkpoint=args.checkpoint, data=args.data)
+    dec, ckpt, _ = check_sources(args.decomposition, checkpoint=args.checkpoint, data=args.data)
     if args.subject is not None or args.basis:  # opening the data costs seconds: only when it can fail
         from regexplain.app.inputs import load_inputs
 
         load_inputs(args.decomposition, checkpoint=args.checkpoint, data=args.data, subject=args.subject,
                     basis=args.basis)
+    else:  # the checkpoint opens and has the decomposition's latent shape (as casestudy checks)
+        check_model(args.decomposition, dec, ckpt)
     server = None
     previous = _stop_on_signals()
     try:  # entered before the URL is printed, so a signal at any point still stops Voilà

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from regexplain.commands.options import add_data_options, int_at_least, positive_float, seed_value
+from regexplain.commands.options import add_data_options, finite_float, int_at_least, positive_float, seed_value
 from regexplain.config import BASES
 
 
@@ -33,8 +33,8 @@ def register(subparsers) -> None:
     c.add_argument("--decomposition", required=True, type=Path, help="directory written by `decompose`")
     add_data_options(c, "data folder (default: the decomposition's)")
     c.add_argument("--out", required=True, type=Path, help="output directory (casestudy.npz/.json)")
-    c.add_argument("--rotation", type=float, default=20.0, help="degrees about z (default 20, the paper)")
-    c.add_argument("--translation", type=float,
+    c.add_argument("--rotation", type=finite_float, default=20.0, help="degrees about z (default 20, the paper)")
+    c.add_argument("--translation", type=finite_float,
                    help="voxels along z (default 10 * W / 64: the paper's 10 voxels at 64^3, scaled)")
     c.add_argument("--zoom", type=positive_float, default=1.2,
                    help="zoom factor > 0 (default 1.2: 'scaling of 0.2')")

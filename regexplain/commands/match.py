@@ -41,6 +41,7 @@ def _match(args: argparse.Namespace) -> int:
 
     if len(args.runs) < 2:
         raise UsageError("--runs: matching needs at least two runs")
+    _distinct_runs(args.runs)
     check_writable(args.out)
     data = {"root": str(args.data)} if args.data else None
     opened = [open_run(r, device="cpu", data=data, source="--data", progress=False) for r in args.runs]
@@ -55,3 +56,24 @@ def _match(args: argparse.Namespace) -> int:
         print(f"component {c['component']}: matched |cos| {c['similarity']:.3f}  (null 95 % {c['null_p95']:.3f})")
     print(f"match: {args.out}")
     return 0
+
+
+def _distinct_runs(runs: list[str]) -> None:
+    """Refuse one run given twice (``R R``, ``R R/``, a symlink to R, ``R/checkpoint.pt``): matched with
+    itself every component scores |cos| 1, which reads as a perfect agreement of two trainings."""
+    from regexplain.errors import UsageError
+    from regexplain.registration.checkpoint import checkpoint_path
+
+    seen: dict[tuple[int, int] | str, str] = {}
+    for run in runs:
+        path = checkpoint_path(run)
+        try:
+            st = path.stat()
+            key: tuple[int, int] | str = (st.st_dev, st.st_ino)   # the same file, however it is spelt
+        except OSError:
+            key = str(path.resolve())    # missing: open_run names it below
+        if key in seen:
+            raise UsageError(f"--runs: {run} is the same run as {seen[key]} (both are {path.resolve()}); "
+                             "matching a run with itself scores every component 1.0: give runs trained "
+                             "apart (other seeds)")
+        seen[key] = run

@@ -4,6 +4,7 @@ instead of being silently replaced by a default (``--pairs 0``) or failing deep 
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 
 
@@ -46,6 +47,14 @@ def _number(text: str) -> float:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+
+
+def finite_float(text: str) -> float:
+    """A finite ``float`` (``inf`` and ``nan`` parse as floats, and would only fail much later)."""
+    value = _number(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
 
 
 def positive_float(text: str) -> float:

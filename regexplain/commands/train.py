@@ -6,7 +6,7 @@ import argparse
 import csv
 from pathlib import Path
 
-from regexplain.commands.options import add_data_options, data_overrides, int_at_least
+from regexplain.commands.options import add_data_options, data_overrides, finite_float, int_at_least
 from regexplain.config import PRECISIONS, load_config
 from regexplain.data.datasets import DATASETS
 
@@ -22,7 +22,7 @@ def register(subparsers) -> None:
     p.add_argument("--skip-connections", action="store_true", help="the ablation with skip connections")
     p.add_argument("--resume", action="store_true", help="continue RUN/checkpoint.pt with its stored config")
     p.add_argument("--steps", type=int, help="override train.steps")
-    p.add_argument("--max-minutes", type=float, help="override train.max_minutes (0 = no limit)")
+    p.add_argument("--max-minutes", type=finite_float, help="override train.max_minutes (0 = no limit)")
     p.add_argument("--device", help="cpu | cuda | cuda:N (default: CUDA when present)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
@@ -131,7 +131,7 @@ def _register(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from regexplain.data.pairs import load_splits, validation_pairs
-    from regexplain.io import atomic_path, check_writable, deferred_signals, write_json
+    from regexplain.io import atomic_files, atomic_path, check_writable, deferred_signals, write_json
     from regexplain.registration.checkpoint import checkpoint_path, load_model
     from regexplain.registration.evaluation import baseline_and_axes, evaluate_pairs
     from regexplain.runs import with_data
@@ -147,10 +147,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     rows, summary = evaluate_pairs(model, val, pairs, cfg.data.num_labels, device=device)
     summary = {"checkpoint": str(checkpoint_path(args.model)), "data": cfg.data.root, **summary,
                **baseline_and_axes(rows)}
-    table = Path(out).with_suffix(".csv")
-    with deferred_signals():   # summary and table are written whole: a Ctrl-C waits for the table
-        write_json(out, summary)
-        with atomic_path(table) as tmp, open(tmp, "w", newline="") as f:
+    out = Path(out)
+    table = out.with_suffix(".csv")
+    with deferred_signals(), atomic_files(out.parent) as stage:   # summary and table, both or neither
+        write_json(stage / out.name, summary)
+        with atomic_path(stage / table.name) as tmp, open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(rows[0]))
             w.writeheader()
             w.writerows(rows)

@@ -54,7 +54,24 @@ def read_nifti(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         array = array[..., 0]
     if array.ndim != 3:
         raise DataError(f"{path}: expected a 3-D volume, got shape {tuple(array.shape)}")
+    check_affine(affine, path)
     return array, affine
+
+
+def check_affine(affine: np.ndarray, path: str | Path) -> None:
+    """Refuse a voxel-to-world affine that places no voxel: non-finite, or a singular 3 x 3 part (an
+    all-zero header gives spacing (0, 0, 0) mm, and every distance, resampling and HD95 from it is void).
+
+    Raises :class:`DataError` naming the file."""
+    a = np.asarray(affine, dtype=np.float64)
+    if a.shape != (4, 4) or not np.isfinite(a).all():
+        raise DataError(f"{path}: the header's affine (voxel to world, mm) is not a finite 4 x 4 matrix; fix "
+                        "the header's sform / qform")
+    spacing = np.linalg.norm(a[:3, :3], axis=0)
+    if spacing.min() <= 0 or abs(np.linalg.det(a[:3, :3])) <= 1e-12 * float(np.prod(spacing)):
+        shown = ", ".join(f"{v:g}" for v in spacing)
+        raise DataError(f"{path}: the header's affine (voxel to world, mm) is singular (spacing {shown} mm"
+                        f"{', all zero' if not a[:3, :3].any() else ''}); fix the header's sform / qform")
 
 
 def write_nifti(path: str | Path, array: np.ndarray, affine: np.ndarray, *, compresslevel: int = 6) -> None:

@@ -31,7 +31,7 @@ from regexplain.data.nifti import Volume
 from regexplain.data.preprocess import to_base, to_working, working_spacing
 from regexplain.data.split import split_sizes
 from regexplain.errors import DataError
-from regexplain.io import atomic_path
+from regexplain.io import save_torch
 
 CACHE_VERSION = 1
 
@@ -178,9 +178,8 @@ def load_all(cfg: DataConfig, *, progress: bool = True) -> tuple[VolumeSet, Path
     try:
         for old in root.glob(f".cache_{'x'.join(map(str, shape))}_*.pt"):
             old.unlink(missing_ok=True)   # stale: the files changed since
-        with atomic_path(cache) as tmp:
-            torch.save({"images": images, "labels": labels, "ids": ids, "groups": groups,
-                        "spacing": list(spacing)}, tmp)
+        save_torch({"images": images, "labels": labels, "ids": ids, "groups": groups, "spacing": list(spacing)},
+                   cache)
     except OSError as e:  # a read-only dataset still loads, only slower next time
         print(f"regexplain: could not write cache {cache}: {e}", file=sys.stderr)
     return VolumeSet(images, labels.long(), ids, groups, spacing, _axis_codes(files)), root

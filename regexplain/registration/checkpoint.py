@@ -19,7 +19,7 @@ from torch import nn
 from regexplain import __version__
 from regexplain.config import Config, ConfigError, config_from_dict
 from regexplain.errors import CheckpointError
-from regexplain.io import atomic_path
+from regexplain.io import save_torch
 
 CHECKPOINT_NAME = "checkpoint.pt"
 _REQUIRED = ("model", "config", "step")
@@ -50,8 +50,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
         "version": __version__,
         "rng": rng or {},
     }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_torch(state, path)
     return path
 
 

@@ -36,7 +36,7 @@ from regexplain.data import datasets
 from regexplain.data.nifti import check_image, read_nifti, spacing_from_affine, write_itk_displacement, write_nifti
 from regexplain.data.preprocess import crop_window, preprocess, resize_image, shape_for_spacing
 from regexplain.errors import CheckpointError, DataError
-from regexplain.io import deferred_signals
+from regexplain.io import atomic_files, deferred_signals
 from regexplain.registration.spatial import (
     displacement_to_map,
     identity_map,
@@ -154,23 +154,26 @@ def write_registration(out: Path, moving: np.ndarray, disp: torch.Tensor, fixed_
     Returns:
         ``{"warped", "displacement_voxels", "displacement_itk"[, "warped_label"]: path}``.
     """
-    with deferred_signals():   # the outputs belong together: a Ctrl-C waits for the last one
-        return _write_registration(Path(out), moving, disp, fixed_affine, moving_affine, label)
+    out = Path(out)
+    # the outputs belong together: all of them or none (a full disk, a Ctrl-C), and no folder left empty
+    with deferred_signals(), atomic_files(out) as stage:
+        names = _write_registration(stage, moving, disp, fixed_affine, moving_affine, label)
+    return {k: out / name for k, name in names.items()}
 
 
-def _write_registration(out: Path, moving, disp, fixed_affine, moving_affine, label) -> dict[str, Path]:
-    out.mkdir(parents=True, exist_ok=True)
+def _write_registration(out: Path, moving, disp, fixed_affine, moving_affine, label) -> dict[str, str]:
     phi = displacement_to_map(disp[None].float())
-    written = {"warped": out / "warped.nii.gz", "displacement_voxels": out / "displacement_voxels.nii.gz",
-               "displacement_itk": out / "displacement_itk.nii.gz"}
+    written = {"warped": "warped.nii.gz", "displacement_voxels": "displacement_voxels.nii.gz",
+               "displacement_itk": "displacement_itk.nii.gz"}
     warped = warp(torch.from_numpy(moving)[None, None], phi)[0, 0].numpy()
-    write_nifti(written["warped"], warped.astype(np.float32), fixed_affine)
-    write_nifti(written["displacement_voxels"], disp.permute(1, 2, 3, 0).numpy().astype(np.float32),
+    write_nifti(out / written["warped"], warped.astype(np.float32), fixed_affine)
+    write_nifti(out / written["displacement_voxels"], disp.permute(1, 2, 3, 0).numpy().astype(np.float32),
                 fixed_affine)
-    write_itk_displacement(written["displacement_itk"], itk_displacement(disp, fixed_affine, moving_affine),
+    write_itk_displacement(out / written["displacement_itk"], itk_displacement(disp, fixed_affine, moving_affine),
                            fixed_affine)
     if label is not None:
         wl = warp(torch.from_numpy(label.astype(np.float32))[None, None], phi, mode="nearest")
-        written["warped_label"] = out / "warped_label.nii.gz"
-        write_nifti(written["warped_label"], wl[0, 0].numpy().round().astype(_label_dtype(label)), fixed_affine)
+        written["warped_label"] = "warped_label.nii.gz"
+        write_nifti(out / written["warped_label"], wl[0, 0].numpy().round().astype(_label_dtype(label)),
+                    fixed_affine)
     return written

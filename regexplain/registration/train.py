@@ -49,7 +49,7 @@ from regexplain.config import Config, TrainConfig, save_config
 from regexplain.data.augment import apply_maps, pair_augmentation_maps
 from regexplain.errors import TrainingError
 from regexplain.interrupts import raise_if_interrupted
-from regexplain.io import write_json, write_text
+from regexplain.io import disk_full, write_json, write_text
 from regexplain.registration.checkpoint import (
     CHECKPOINT_NAME,
     check_finite,
@@ -162,8 +162,11 @@ class _Log:
 
     def write(self, record: dict[str, Any]) -> None:
         if self.enabled:
-            with self.path.open("a") as f:
-                f.write(json.dumps(record) + "\n")
+            try:
+                with self.path.open("a") as f:
+                    f.write(json.dumps(record) + "\n")
+            except OSError as e:   # a cut-off last line is dropped at the next resume
+                raise disk_full(self.path, e) from e
 
 
 def read_log(path: str | Path) -> list[dict]:
@@ -232,12 +235,38 @@ def train(cfg: Config, run_dir: str | Path, *, resume: bool = False, device: tor
 
     run_dir = Path(run_dir)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 owns the folder
+        if resume and (done := finished_run(cfg, run_dir)) is not None:
+            return done                         # as rank 0 decides: nothing to do
         return Trainer(cfg, run_dir, resume, device, data, progress).loop()
     world = spawned_processes(cfg, device)
     with run_folder(run_dir, resume=resume):
+        if resume and (done := finished_run(cfg, run_dir)) is not None:
+            return done
         if world > 1:                           # train.processes on the CPU: ranks of this process's own
             return spawn_training(cfg, run_dir, resume, data, progress, world)
         return Trainer(cfg, run_dir, resume, device, data, progress).loop()
+
+
+def finished_run(cfg: Config, run_dir: Path) -> dict[str, Any] | None:
+    """The final metrics of ``run_dir`` when resuming it with ``cfg`` has nothing left to do (its steps all
+    trained, or its time budget spent), else None. Such a resume writes nothing (no second final
+    validation in the log, the measured ``seconds_per_step`` kept) and says so; a ``metrics.json`` lost to
+    a kill after the last checkpoint is written again from it."""
+    state = read_checkpoint(run_dir / CHECKPOINT_NAME)
+    step, metrics, t = int(state["step"]), dict(state.get("metrics", {})), cfg.train
+    if "seconds_per_step" not in metrics:      # only the last checkpoint of a run carries it
+        return None
+    spent = t.max_minutes > 0 and float(metrics.get("wall_seconds", 0.0)) >= t.max_minutes * 60.0
+    if step < t.steps and not spent:
+        return None
+    if int(os.environ.get("RANK", "0")) == 0:
+        if not (run_dir / "metrics.json").is_file():
+            write_json(run_dir / "metrics.json", metrics)
+        why = (f"{step} of {t.steps} steps trained" if step >= t.steps else
+               f"its time budget of {t.max_minutes:g} min spent at step {step} of {t.steps}")
+        print(f"regexplain: {run_dir}: already finished ({why}); nothing to do. Pass a larger --steps "
+              "(or --max-minutes) to train on", file=sys.stderr)
+    return metrics
 
 
 def learning_rate(t: TrainConfig, step: int) -> float:

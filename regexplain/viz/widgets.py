@@ -59,7 +59,10 @@ def grid_lams(units: str, sigma: float) -> tuple[float, float]:
 def parse_lam(text: str) -> float:
     """A typed λ: ``"−2"`` (the Unicode minus the read-outs show), ``"-2"``, ``"+1.5"``, ``"2σ"``."""
     t = str(text).strip().replace(MINUS, "-").replace("\u2013", "-").replace("σ", "").replace(",", ".")
-    return float(t.strip())
+    value = float(t.strip())
+    if not np.isfinite(value):
+        raise ValueError(f"λ must be a finite number, got {text!r}")
+    return value
 
 
 def format_lam(value: float) -> str:
@@ -282,7 +285,26 @@ def parse_query(query: str | None, n_components: int) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------- widgets
 
 def _snap(value: float, r: float, step: float) -> float:
+    value = float(np.clip(value, -r, r))   # first: 1e308 / step would overflow round()
     return float(np.clip(round(value / step) * step, -r, r))
+
+
+def query_notes(query: str | None, state: ExplorerState) -> list[str]:
+    """What a link asked for that the page shows otherwise (each sentence names the URL parameter): a λ
+    that is not a finite number is ignored, one beyond the slider's range is shown at its end."""
+    asked = parse_qs((query or "").lstrip("?")).get("lam", [None])[-1]
+    if asked is None:
+        return []
+    try:
+        value = parse_lam(asked)
+    except ValueError:
+        return [f"link parameter lam={asked}: not a finite number; ignored (λ = {format_lam(state.lam)})"]
+    r, step = grid_lams(state.units, state.sigma(state.component))
+    if abs(value) > r + step / 2:
+        unit = "σ" if state.units == "sigma" else ""
+        return [f"link parameter lam={asked}: beyond the slider's ±{r:g}{unit}; shown at λ = "
+                f"{format_lam(state.lam)}"]
+    return []
 
 
 def _literal_note(state: ExplorerState) -> str:
