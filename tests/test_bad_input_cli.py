@@ -994,8 +994,15 @@ def match_one_run(t, fx):
 @case
 def match_data_missing_folder(t, fx):
     run = copy_run(fx, t)
-    return Spec(["match", "--runs", str(run), str(run), "--data", str(t / "nowhere"), "--out", str(t / "m")],
-                [t / "m", run, t / "nowhere"], ["no such data folder"])
+    twin = Path(shutil.copytree(fx.run, t / "twin"))
+    return Spec(["match", "--runs", str(run), str(twin), "--data", str(t / "nowhere"), "--out", str(t / "m")],
+                [t / "m", run, twin, t / "nowhere"], ["no such data folder"])
+
+
+@case
+def match_one_run_twice(t, fx):
+    run = copy_run(fx, t)
+    return Spec(["match", "--runs", str(run), f"{run}/", "--out", str(t / "m")], [t / "m", run], ["--runs"])
 
 
 # ----------------------------------------------------------------------------------------- explore

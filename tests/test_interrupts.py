@@ -213,7 +213,8 @@ def test_a_signal_in_the_middle_of_a_command(run, tmp_path, monkeypatch, capsys,
         argv = ["decompose", "--model", str(rd), "--out", str(out), "--device", "cpu"]
     elif command == "match":
         _signal_self_in(monkeypatch, "regexplain.analysis.matching:cross_run_similarity", sig)
-        argv = ["match", "--runs", str(rd), str(rd), "--out", str(out), "--null", "2"]
+        twin = shutil.copytree(rd, tmp_path / "twin")   # one run twice is refused (issue 33): a copy of it
+        argv = ["match", "--runs", str(rd), str(twin), "--out", str(out), "--null", "2"]
     else:
         _signal_self_in(monkeypatch, "regexplain.data.msd:fetch", sig)
         argv = ["data", "download", "hippocampus", "--root", str(out)]
