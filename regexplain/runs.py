@@ -19,15 +19,23 @@ from regexplain.config import Config, load_config
 from regexplain.errors import CheckpointError, UsageError
 
 if TYPE_CHECKING:   # torch-heavy modules, imported when a run is opened
+    from torch import nn
+
     from regexplain.analysis.latent import Decomposition
     from regexplain.data.pairs import VolumeSet
-    from regexplain.registration.model import RegistrationNet
 
 #: run name -> (dataset, skip connections): the paper's three trained models
 MODELS: dict[str, tuple[str, bool]] = {
     "hippocampus_noskip": ("hippocampus", False),
     "hippocampus_skip": ("hippocampus", True),
     "lung_noskip": ("lung", False),
+}
+
+#: other networks explained the paper's way (notebook 09): run name -> (dataset, model family, the family's
+#: constructor arguments); trained with the profile's recipe and ``config.family_overrides(family)``
+NETWORKS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "hippocampus_voxelmorph": ("hippocampus", "monai_voxelmorph", {}),     # MONAI's defaults (VoxelMorph 2)
+    "hippocampus_localnet": ("hippocampus", "monai_localnet", {"num_channel_initial": 8}),   # a CPU budget
 }
 
 #: The paper's numbers (Estienne et al. 2021, sections 3.3 and 4).
@@ -51,17 +59,24 @@ def _data_root(cfg_root: str, data_dir: str | Path) -> Path:
 
 
 def model_config(profile: str, name: str, data_dir: str | Path = "data", seed: int | None = None) -> Config:
-    """The config of one of the :data:`MODELS` under ``profile``, its data root under ``data_dir``.
+    """The config of one of the :data:`MODELS` or :data:`NETWORKS` under ``profile``, its data root under
+    ``data_dir``.
 
     Raises:
-        UsageError: ``name`` is not one of :data:`MODELS`.
+        UsageError: ``name`` is not one of :data:`MODELS` or :data:`NETWORKS`.
     """
-    if name not in MODELS:
-        raise UsageError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
-    dataset, skip = MODELS[name]
+    from regexplain.config import family_overrides, merge_overrides
+
+    if name in MODELS:
+        dataset, skip = MODELS[name]
+        model: dict[str, Any] = {"model": {"skip_connections": skip}}
+    elif name in NETWORKS:
+        dataset, family, kwargs = NETWORKS[name]
+        model = merge_overrides(family_overrides(family), {"model": {"adapter": {"kwargs": dict(kwargs)}}})
+    else:
+        raise UsageError(f"unknown model {name!r}; expected one of {sorted(MODELS) + sorted(NETWORKS)}")
     base = load_config(profile, dataset)
-    over: dict[str, Any] = {"model": {"skip_connections": skip},
-                            "data": {"root": str(_data_root(base.data.root, data_dir))}}
+    over: dict[str, Any] = {**model, "data": {"root": str(_data_root(base.data.root, data_dir))}}
     if seed is not None:
         over["train"] = {"seed": int(seed)}
     return load_config(profile, dataset, over)
@@ -186,7 +201,7 @@ def ensure_decomposition(rd: str | Path, *, data=None, force: bool = False, basi
 class Run:
     """One trained model with its data splits and, when asked for, its decomposition."""
     name: str
-    model: RegistrationNet     # eval mode
+    model: nn.Module           # eval mode: regexplain's RegistrationNet, or an adapter (regexplain.adapters)
     cfg: Config                # the checkpoint's config, data overrides applied
     train: VolumeSet
     val: VolumeSet

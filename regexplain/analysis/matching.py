@@ -40,8 +40,10 @@ def random_fields(model, dec: Decomposition, n: int, mask: np.ndarray | None, rn
     n = min(n, dec.n_components)
     rot = dz.random_rotation(dec.n_components, rng)[:, :n]
     dirs = (rot.T @ dec.components.astype(np.float64)) * dec.sigma[:n, None]
-    zero = spatial.map_to_displacement(decode_codes(model, np.zeros((1, *dec.latent_shape), np.float32)))
-    disp = spatial.map_to_displacement(decode_codes(model, dirs.reshape(n, *dec.latent_shape).astype(np.float32)))
+    zero = spatial.map_to_displacement(decode_codes(model, np.zeros((1, *dec.latent_shape), np.float32),
+                                                    reference=dec.reference))
+    disp = spatial.map_to_displacement(decode_codes(model, dirs.reshape(n, *dec.latent_shape).astype(np.float32),
+                                                    reference=dec.reference))
     return _flatten(disp - zero, mask)
 
 
