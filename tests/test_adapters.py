@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from deps import need
 
 from regexplain.adapters import HookAdapter, LateFusionAdapter, as_adapter, build_model
 from regexplain.adapters.monai import MonaiLocalNetAdapter, MonaiVoxelMorphAdapter
@@ -21,7 +22,7 @@ from regexplain.errors import AdapterError
 from regexplain.registration import spatial
 from regexplain.registration.model import RegistrationNet
 
-monai_nets = pytest.importorskip("monai.networks.nets")
+monai_nets = need("monai.networks.nets", module_level=True)   # a declared test dependency (tests/deps.py)
 
 SHAPE = (16, 16, 16)
 
