@@ -315,10 +315,13 @@ def test_a_factory_network_is_wrapped_by_its_hook_options(tmp_path, monkeypatch)
 
 @pytest.mark.slow
 def test_a_monai_voxelmorph_trains_resumes_and_reloads_with_regexplains_trainer(tmp_path, hippo_root):
+    import shutil
+
     from regexplain.registration.checkpoint import load_model
     from regexplain.registration.train import train
 
-    over = {"data": {"root": str(hippo_root)}, "model": {"family": "monai_voxelmorph"},
+    data = shutil.copytree(hippo_root, tmp_path / "data")   # training writes split.json and a cache: never into
+    over = {"data": {"root": str(data)}, "model": {"family": "monai_voxelmorph"},   # the shared read-only fixture
             "loss": {"smoothness": "displacement_l2"}, "train": {"steps": 4, "processes": 1}}
     cfg = load_config("smoke", overrides=over)
     metrics = train(cfg, tmp_path / "run", progress=False)

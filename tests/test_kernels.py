@@ -75,21 +75,33 @@ def test_a_waiting_page_gets_the_room_a_closed_one_leaves():
 
 
 def test_an_unused_idle_kernel_is_shut_down_early_to_make_room():
+    from datetime import timedelta
+
+    from jupyter_server._tz import utcnow
+
+    SECOND = timedelta(seconds=1)
+
     async def scenario():
         km = manager(max_kernels=2, wait_for_room=60.0, evict_after=0.0)
         try:
-            oldest, younger = await started(km, 2)
+            first, second = await started(km, 2)
             assert km.unused_kernel() is None          # never used yet ("starting"): not evicted
-            for kid in (oldest, younger):
+            for kid in (first, second):
                 await used(km, kid)
-            deadline = time.monotonic() + 60
-            while km.unused_kernel() != oldest:      # both idle without a page: the oldest goes first
+            deadline = time.monotonic() + 120
+            while km.unused_kernel() is None:          # idle, without a page: may go
                 assert time.monotonic() < deadline, "no kernel became idle"
                 await asyncio.sleep(0.2)
-            new = await km.start_kernel(kernel_name="python3")
-            assert sorted(km.list_kernel_ids()) == sorted([younger, new])
-            km._kernel_connections[younger] = 1        # a page connected to it: never evicted
-            km._kernel_connections[new] = 1
+            now = utcnow()   # the longest idle goes first (no await in between: nothing updates them meanwhile)
+            km._kernels[first].last_activity, km._kernels[second].last_activity = now - 10 * SECOND, now - 5 * SECOND
+            assert km.unused_kernel() == first
+            km._kernels[first].last_activity = now - SECOND
+            assert km.unused_kernel() == second
+            new = await km.start_kernel(kernel_name="python3")   # no wait: one of the two made room
+            ids = set(km.list_kernel_ids())
+            assert len(ids) == 2 and new in ids and len(ids & {first, second}) == 1
+            for kid in ids:
+                km._kernel_connections[kid] = 1        # pages connected: never evicted
             assert km.unused_kernel() is None
         finally:
             await km.shutdown_all(now=True)
