@@ -13,6 +13,7 @@ import torch
 
 from regexplain.adapters import HookAdapter, LateFusionAdapter, as_adapter, build_model
 from regexplain.adapters.monai import MonaiLocalNetAdapter, MonaiVoxelMorphAdapter
+from regexplain.adapters.voxelmorph import VoxelMorphAdapter
 from regexplain.analysis.casestudy import case_study_deltas, case_study_transforms, transform_volumes
 from regexplain.analysis.inputs import encode_splits, fit_decomposition
 from regexplain.analysis.latent import Decomposition, component_displacements, decode_codes, encode_volumes
@@ -22,6 +23,7 @@ from regexplain.registration import spatial
 from regexplain.registration.model import RegistrationNet
 
 monai_nets = pytest.importorskip("monai.networks.nets")
+vxm_models = pytest.importorskip("voxelmorph.nn.models")
 
 SHAPE = (16, 16, 16)
 
@@ -50,6 +52,12 @@ def _voxelmorph(steps=7):
     return monai_nets.VoxelMorph(integration_steps=steps).eval()
 
 
+def _vxm_pairwise():
+    torch.manual_seed(0)
+    return _perturbed(vxm_models.VxmPairwise(ndim=3, source_channels=1, target_channels=1,
+                                             nb_features=(8, 8, 8), integration_steps=5), 0.02)
+
+
 def _localnet():
     torch.manual_seed(0)
     return _perturbed(monai_nets.LocalNet(spatial_dims=3, in_channels=2, num_channel_initial=4,
@@ -62,6 +70,8 @@ def _own_output(net, moving, fixed) -> torch.Tensor:
         return spatial.map_to_displacement(net(moving, fixed).phi_mf)
     if isinstance(net, monai_nets.VoxelMorph):
         return net(moving, fixed)[1]
+    if isinstance(net, vxm_models.VxmPairwise):
+        return net(moving, fixed)
     return net(torch.cat([moving, fixed], 1))      # VoxelMorphUNet, LocalNet: the DDF itself
 
 
@@ -72,6 +82,7 @@ READY = {
     "voxelmorph, no integration": lambda: MonaiVoxelMorphAdapter(_voxelmorph(0)),
     "voxelmorph backbone": lambda: MonaiVoxelMorphAdapter(_voxelmorph(0).backbone),
     "localnet": lambda: MonaiLocalNetAdapter(_localnet()),
+    "voxelmorph package": lambda: VoxelMorphAdapter(_vxm_pairwise()),
 }
 
 
@@ -102,12 +113,26 @@ def test_monai_ddf_is_regexplains_displacement():
     assert torch.allclose(theirs, ours, atol=1e-5)
 
 
+def test_voxelmorphs_displacement_is_regexplains():
+    """VoxelMorph's own SpatialTransformer reads a displacement as regexplain does."""
+    from voxelmorph.nn.functional import spatial_transform
+
+    g = torch.Generator().manual_seed(2)
+    disp = 2.0 * torch.randn(2, 3, *SHAPE, generator=g)
+    image = torch.rand(2, 1, *SHAPE, generator=g)
+    theirs = torch.stack([spatial_transform(image[i:i + 1], disp[i], padding_mode="border")[0] for i in range(2)])
+    ours = spatial.warp(image, spatial.displacement_to_map(disp))
+    assert torch.allclose(theirs, ours, atol=1e-5)
+
+
 def test_the_bottlenecks_found_are_the_deepest_levels():
     vxm = MonaiVoxelMorphAdapter(_voxelmorph())
     assert vxm.bottleneck == "backbone.net.0.1.submodule.1.submodule.1.submodule.0"
     assert vxm.divisor == 8 and vxm.latent_shape(SHAPE) == (32, 2, 2, 2)     # 3 poolings, MONAI's 32 channels
     local = MonaiLocalNetAdapter(_localnet())
     assert local.bottleneck == "bottom_block" and local.latent_shape(SHAPE)[1:] == (2, 2, 2)
+    pairwise = VoxelMorphAdapter(_vxm_pairwise())
+    assert pairwise.divisor == 8 and pairwise.latent_shape(SHAPE) == (8, 2, 2, 2)
 
 
 def test_generic_adapter_reproduces_the_native_codes_and_fields():
@@ -145,7 +170,7 @@ def test_a_grid_output_is_converted_to_voxels():
         assert torch.allclose(adapter.displacement(moving, fixed), expected, atol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["voxelmorph, integration", "localnet", "ours, skip"])
+@pytest.mark.parametrize("name", ["voxelmorph, integration", "localnet", "ours, skip", "voxelmorph package"])
 def test_frozen_skip_decoding_at_lambda_zero_is_the_reference_pairs_field(name):
     adapter = READY[name]()
     reference = _pair(1, seed=3)[0]
