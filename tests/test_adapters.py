@@ -7,6 +7,8 @@ MONAI's ``Warp`` for the displacement convention, and the native late-fusion com
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -352,3 +354,84 @@ def test_a_monai_voxelmorph_trains_resumes_and_reloads_with_regexplains_trainer(
     again = train(load_config("smoke", overrides={**over, "train": {"steps": 6, "processes": 1}}),
                   tmp_path / "run", resume=True, progress=False)
     assert again["steps"] == 6
+
+
+# ------------------------------------------------------------------------------------------- the commands
+
+SPEC = """extends: smoke
+common:
+  model:
+    family: factory
+    adapter:
+      factory: mynets_cli:build
+      kwargs: {integration_steps: 0}
+      bottleneck: backbone.net.0.1.submodule.1.submodule.1.submodule.0
+      inputs: pair
+      output_key: "1"
+      divisor: 8
+"""
+
+
+@pytest.mark.slow
+def test_a_network_trained_elsewhere_is_imported_decomposed_and_shared(tmp_path, monkeypatch, capsys):
+    """`network modules | import | share` and `decompose` / `casestudy` on a MONAI VoxelMorph whose weights
+    come from a plain state dict, described by a profile YAML naming a factory."""
+    import json
+
+    from regexplain.cli import main
+    from regexplain.data.synthetic import synthesize_hippocampus
+
+    (tmp_path / "mynets_cli.py").write_text(
+        "from monai.networks.nets import VoxelMorph\n"
+        "def build(integration_steps=7):\n"
+        "    return VoxelMorph(integration_steps=integration_steps)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = tmp_path / "my_network.yaml"
+    spec.write_text(SPEC)
+    data = synthesize_hippocampus(tmp_path / "data", 12, (64, 64, 64), seed=0, progress=False)
+    torch.manual_seed(3)
+    trained = monai_nets.VoxelMorph(integration_steps=0)
+    torch.save({"state_dict": {f"module.{k}": v for k, v in trained.state_dict().items()}}, tmp_path / "w.pt")
+
+    assert main(["network", "modules", "--profile", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"\nbackbone\.net\.0\.1\.submodule\.1\.submodule\.1\.submodule\.0 +\(1, 32, 2, 2, 2\)  <-\n",
+                     out), out
+
+    run = tmp_path / "run"
+    assert main(["network", "import", "--profile", str(spec), "--weights", str(tmp_path / "w.pt"),
+                 "--data", str(data), "--out", str(run)]) == 0
+    model, _ = __import__("regexplain.registration.checkpoint", fromlist=["load_model"]).load_model(run)
+    for k, v in trained.state_dict().items():
+        assert torch.equal(model.network.state_dict()[k], v), k
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["steps"] == 0 and 0 < metrics["dice_before"] <= 1
+
+    assert main(["decompose", "--model", str(run), "--out", str(run / "dec"), "-k", "3"]) == 0
+    assert json.loads((run / "dec" / "decomposition.json").read_text())["meta"]["fusion"] == "early"
+    assert main(["casestudy", "--model", str(run), "--decomposition", str(run / "dec"),
+                 "--out", str(run / "cs")]) == 0
+    assert main(["network", "share", "--model", str(run), "--pairs", "3", "--out", str(tmp_path / "s.json")]) == 0
+    share = json.loads((tmp_path / "s.json").read_text())
+    assert share["trained"]["n_pairs"] == 3 and np.isfinite(share["untrained"]["bottleneck_share"])
+
+
+def test_weights_that_do_not_fit_are_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    from regexplain.cli import main
+
+    (tmp_path / "mynets_cli.py").write_text(
+        "from monai.networks.nets import VoxelMorph\n"
+        "def build(integration_steps=7):\n"
+        "    return VoxelMorph(integration_steps=integration_steps)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = tmp_path / "my_network.yaml"
+    spec.write_text(SPEC)
+    torch.save({"backbone.net.0.0.conv.weight": torch.zeros(1)}, tmp_path / "w.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    for weights, expected in (("w.pt", "missing keys"), ("junk.pt", "cannot read weights"),
+                              ("none.pt", "no such weights file")):
+        assert main(["network", "import", "--profile", str(spec), "--weights", str(tmp_path / weights),
+                     "--out", str(tmp_path / "run")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and expected in err[0] and weights in err[0]
+        assert not (tmp_path / "run").exists()
