@@ -117,4 +117,5 @@ net_rows = [network_row(name, run, runs.read_metrics(run.run_dir), seed=SEED) fo
 Markdown(table_markdown("networks", net_rows))
 
 # %%
-save_results(FIGURES_DIR, "09_your_network", {"networks": net_rows});
+save_results(FIGURES_DIR, "09_your_network", {"networks": net_rows},
+             models={name: run.origin for name, run in nets.items()});
