@@ -372,6 +372,18 @@ common:
 """
 
 
+def _factory_spec(tmp_path, monkeypatch):
+    """A factory module (MONAI's VoxelMorph) importable for the test, and the profile YAML that names it."""
+    (tmp_path / "mynets_cli.py").write_text(
+        "from monai.networks.nets import VoxelMorph\n"
+        "def build(integration_steps=7):\n"
+        "    return VoxelMorph(integration_steps=integration_steps)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = tmp_path / "my_network.yaml"
+    spec.write_text(SPEC)
+    return spec
+
+
 @pytest.mark.slow
 def test_a_network_trained_elsewhere_is_imported_decomposed_and_shared(tmp_path, monkeypatch, capsys):
     """`network modules | import | share` and `decompose` / `casestudy` on a MONAI VoxelMorph whose weights
@@ -381,13 +393,7 @@ def test_a_network_trained_elsewhere_is_imported_decomposed_and_shared(tmp_path,
     from regexplain.cli import main
     from regexplain.data.synthetic import synthesize_hippocampus
 
-    (tmp_path / "mynets_cli.py").write_text(
-        "from monai.networks.nets import VoxelMorph\n"
-        "def build(integration_steps=7):\n"
-        "    return VoxelMorph(integration_steps=integration_steps)\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    spec = tmp_path / "my_network.yaml"
-    spec.write_text(SPEC)
+    spec = _factory_spec(tmp_path, monkeypatch)
     data = synthesize_hippocampus(tmp_path / "data", 12, (64, 64, 64), seed=0, progress=False)
     torch.manual_seed(3)
     trained = monai_nets.VoxelMorph(integration_steps=0)
@@ -419,13 +425,7 @@ def test_a_network_trained_elsewhere_is_imported_decomposed_and_shared(tmp_path,
 def test_weights_that_do_not_fit_are_refused_in_one_line(tmp_path, monkeypatch, capsys):
     from regexplain.cli import main
 
-    (tmp_path / "mynets_cli.py").write_text(
-        "from monai.networks.nets import VoxelMorph\n"
-        "def build(integration_steps=7):\n"
-        "    return VoxelMorph(integration_steps=integration_steps)\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    spec = tmp_path / "my_network.yaml"
-    spec.write_text(SPEC)
+    spec = _factory_spec(tmp_path, monkeypatch)
     torch.save({"backbone.net.0.0.conv.weight": torch.zeros(1)}, tmp_path / "w.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a torch file")
     for weights, expected in (("w.pt", "missing keys"), ("junk.pt", "cannot read weights"),
