@@ -249,11 +249,11 @@ def explorer_figure(views: PageViews, lams: Sequence[float], *, title: str = "",
                           for ci, c in enumerate(comps)], "direction": "down", "x": 0.0, "y": 1.16,
               "xanchor": "left"},
              {"buttons": [{"method": "skip", "label": s, "args": ["s", si]} for si, s in enumerate(subjects)],
-              "direction": "down", "x": 0.2, "y": 1.16, "xanchor": "left"}]
+              "direction": "down", "x": 0.14, "y": 1.16, "xanchor": "left"}]
     if len(pictures) > 1:
         menus.append({"buttons": [{"method": "skip", "label": PICTURE_NAMES[p], "args": ["p", pi]}
-                                  for pi, p in enumerate(pictures)], "direction": "down", "x": 1.0, "y": 1.16,
-                      "xanchor": "right"})
+                                  for pi, p in enumerate(pictures)], "direction": "down", "x": 0.3, "y": 1.16,
+                      "xanchor": "left"})
     annotations = []
     for k, sv in enumerate(first):
         xa, ya = _axes(k)
@@ -263,13 +263,15 @@ def explorer_figure(views: PageViews, lams: Sequence[float], *, title: str = "",
             if sv.edges:
                 annotations.append({"text": f"<b>{sv.edges[where]}</b>", "xref": f"{xa} domain",
                                     "yref": f"{ya} domain", "x": ax_, "y": ay_, "xanchor": xan, "yanchor": yan,
-                                    "showarrow": False, "font": {"color": "#9fe0ff", "size": 15}})
+                                    "showarrow": False, "font": {"color": "#9fe0ff", "size": 15},
+                                    "bgcolor": "rgba(0, 0, 0, 0.55)"})
     captions = [picture_caption(p, mode) for p in pictures] + [orientation_caption(first)]
-    annotations.append({"text": "<br>".join(captions), "xref": "paper", "yref": "paper", "x": 0.0, "y": -0.04,
-                        "xanchor": "left", "yanchor": "top", "showarrow": False, "align": "left",
-                        "font": {"size": 12}})
+    annotations.append({"text": "<br>".join(captions), "xref": "paper", "yref": "paper", "x": 0.0, "y": 0.0,
+                        "yshift": -130, "xanchor": "left", "yanchor": "top", "showarrow": False, "align": "left",
+                        "font": {"size": 12}})  # below the λ slider
     h = max(sv.image.shape[0] for sv in first)
     px = 1100 / total_w
+    bottom = 140 + 18 * len(captions)  # the λ slider, then the caption
     fig.update_layout(
         meta={"n_fixed": N_FIXED, "arrow_bar": 0, "jac_bar": 1, "per_subject": 2 * nv, "arrows_at": arrows_at,
               "per_arrows": nv * N_ARROW_BINS, "grids_at": grids_at, "per_grid": nv, "jacs_at": jacs_at,
@@ -277,9 +279,9 @@ def explorer_figure(views: PageViews, lams: Sequence[float], *, title: str = "",
               "start": start, "comps": comps, "subjects": subjects, "unit": lam_unit, "pictures": pictures},
         title=title, sliders=[{"active": start, "steps": steps, "currentvalue": {"prefix": prefix},
                                "pad": {"t": 40}}],
-        updatemenus=menus, annotations=annotations, width=1100 + 180, height=int(h * px) + 330,
-        plot_bgcolor="black", legend={"orientation": "h", "x": 0.4, "y": 1.16, "xanchor": "left"},
-        margin={"l": 20, "r": 20, "t": 130, "b": 120}, font={"size": 13})
+        updatemenus=menus, annotations=annotations, width=1100 + 180, height=int(h * px) + 130 + bottom,
+        plot_bgcolor="black", legend={"orientation": "h", "x": 0.52, "y": 1.16, "xanchor": "left"},
+        margin={"l": 20, "r": 20, "t": 130, "b": bottom}, font={"size": 13})
     for k, (sv, dom) in enumerate(zip(first, domains, strict=True)):
         xa, ya = _axes(k)
         hh, ww = sv.image.shape
