@@ -177,8 +177,9 @@ def slice_view(image, label, disp, view: str, index: int | None = None, *, arrow
     cut = [slice(None)] * 3
     cut[axis] = idx
     cut = tuple(cut)
-    grid = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float32) for n in img.shape], indexing="ij"))
-    points = grid[:, cut[0], cut[1], cut[2]]
+    along = [np.arange(n, dtype=np.float32) for n in img.shape]
+    along[axis] = np.array([idx], np.float32)
+    points = np.take(np.stack(np.meshgrid(*along, indexing="ij")), 0, axis=1 + axis)  # (3, a, b): the slice's voxels
     if arrows == "sampling":
         drawn = u[:, cut[0], cut[1], cut[2]]
     elif motion is not None:
