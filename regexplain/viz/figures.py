@@ -18,7 +18,6 @@ from matplotlib.figure import Figure
 from regexplain.io import atomic_path
 from regexplain.viz.slices import (
     ARROW_CMAP,
-    FOLD_COLOR,
     SliceView,
     auto_arrow_scale,
     jacobian_limit,
@@ -111,15 +110,21 @@ def plot_slice_grid(grid: Sequence[Sequence[SliceView | None]], *, row_labels: S
                 ax.set_title(col_labels[c], color="white", fontsize=11)
             if c == 0 and row_labels is not None:
                 ax.set_ylabel(row_labels[r], color="white", fontsize=11)
+    both = has_arrows and bool(jac_panels)
+    if colorbar and both:  # one colour bar beside the rows it belongs to
+        fig.subplots_adjust(right=0.86)
     if colorbar and has_arrows:
         top = vmax if vmax is not None else max(float(sv.norm.max()) for sv in panels)
         mappable = plt.cm.ScalarMappable(cmap=ARROW_CMAP, norm=matplotlib.colors.Normalize(0, max(top, 1e-6)))
-        cb = fig.colorbar(mappable, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01)
+        where = {"cax": _bar_axes(fig, axes, [r for r, k in enumerate(kinds) if k == "arrows"])} if both else \
+            {"ax": axes.ravel().tolist(), "fraction": 0.02, "pad": 0.01}
+        cb = fig.colorbar(mappable, **where)
         scale = f"; arrows ×{arrow_scale:.2g}" if arrow_scale is not None and arrow_scale != 1 else ""
         cb.set_label(f"|arrow| (voxels){scale}", color="white", fontsize=10)
         cb.ax.tick_params(colors="white", labelsize=9)
     if colorbar and jac_panels:
-        _jacobian_colourbar(fig, axes, jac_limit)
+        _jacobian_colourbar(fig, axes, jac_limit,
+                            _bar_axes(fig, axes, [r for r, k in enumerate(kinds) if k == "jacobian"]) if both else None)
     if suptitle:
         fig.suptitle(suptitle, color="white", fontsize=12)
     # the caption says what each picture draws, in which direction (motion of the structure by default), and
@@ -132,17 +137,25 @@ def plot_slice_grid(grid: Sequence[Sequence[SliceView | None]], *, row_labels: S
     return fig
 
 
-def _jacobian_colourbar(fig: Figure, axes, limit: float) -> None:
+def _bar_axes(fig: Figure, axes, rows: Sequence[int]):
+    """A thin colour-bar axes right of the panels, as tall as ``rows`` (figure coordinates)."""
+    boxes = [axes[r, c].get_position() for r in rows for c in range(axes.shape[1]) if axes[r, c].axison]
+    y0, y1 = min(b.y0 for b in boxes), max(b.y1 for b in boxes)
+    return fig.add_axes((0.875, y0, 0.014, y1 - y0))
+
+
+def _jacobian_colourbar(fig: Figure, axes, limit: float, cax=None) -> None:
     """A log-scale colour bar of :func:`~regexplain.viz.slices.jacobian_rgb` from 1/limit to limit, folding
-    (det <= 0) named beside it."""
+    (det <= 0, :data:`~regexplain.viz.slices.FOLD_COLOR`) named beside it."""
     ramp = np.exp(np.linspace(-np.log(limit), np.log(limit), 256))
     colours = jacobian_rgb(ramp[:, None], limit)[:, 0] / 255.0
     cmap = matplotlib.colors.ListedColormap(colours)
     mappable = plt.cm.ScalarMappable(cmap=cmap, norm=matplotlib.colors.LogNorm(1 / limit, limit))
-    cb = fig.colorbar(mappable, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01)
+    cb = fig.colorbar(mappable, cax=cax) if cax is not None else \
+        fig.colorbar(mappable, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01)
     cb.set_ticks([1 / limit, 1.0, limit], labels=[f"{1 / limit:.2g}", "1", f"{limit:.2g}"])
     cb.ax.minorticks_off()
-    cb.set_label(f"det J (log scale); green ({FOLD_COLOR}): det J <= 0, folding", color="white", fontsize=10)
+    cb.set_label("det J (log); green: ≤ 0, folds", color="white", fontsize=10)
     cb.ax.tick_params(colors="white", labelsize=9)
 
 
