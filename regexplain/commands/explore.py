@@ -8,6 +8,9 @@ import sys
 import time
 from pathlib import Path
 
+#: The longest the launcher waits for the page to be prepared before it announces the URL anyway.
+READY_TIMEOUT_S = 180.0
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("explore", help="serve the λ-slider explorer in a browser (Voilà, 127.0.0.1)")
@@ -49,9 +52,16 @@ def _explore(args: argparse.Namespace) -> int:
     server = None
     previous = _stop_on_signals()
     try:  # entered before the URL is printed, so a signal at any point still stops Voilà
+        started = time.monotonic()
         server = start_app(args.decomposition, port=args.port, checkpoint=args.checkpoint, data=args.data,
                            subject=args.subject, basis=args.basis, quiet=False)
-        print(f"regexplain explore: serving {args.decomposition} at {server.url} (Ctrl-C to stop)",
+        print(f"regexplain explore: preparing the page (model, data, first picture) at {server.url} ...",
+              flush=True)
+        # the URL is announced once the preheated kernel has built the page: opening it then shows the picture
+        # in about a second instead of waiting for Python, torch, the model and the data
+        ready = server.wait_ready(READY_TIMEOUT_S)
+        note = f"ready after {time.monotonic() - started:.0f} s" if ready else "still preparing; it opens when ready"
+        print(f"regexplain explore: serving {args.decomposition} at {server.url} ({note}; Ctrl-C to stop)",
               flush=True)
         while server.process.poll() is None:
             time.sleep(0.5)
