@@ -69,7 +69,8 @@ def test_notebooks_without_a_trained_run_open_the_shipped_model_and_say_so(tmp_p
     monkeypatch.setenv("REGEXPLAIN_CACHE", str(cache))
     run = runs.load_run("quick", "hippocampus_noskip", tmp_path / "runs", tmp_path / "data")
     out = capsys.readouterr().out.strip().splitlines()
-    assert len(out) == 1 and out[0].startswith(f"No trained run at {tmp_path / 'runs' / 'quick' / 'hippocampus_noskip'}")
+    where = tmp_path / "runs" / "quick" / "hippocampus_noskip"
+    assert len(out) == 1 and out[0].startswith(f"No trained run at {where}")
     assert "using the shipped pretrained model hippocampus_noskip" in out[0]
     assert run.origin.startswith("pretrained hippocampus_noskip ")
     assert run.decomposition.n_components == pretrained.read_manifest()["hippocampus_noskip"]["config"]["latent"][
