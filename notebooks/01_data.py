@@ -33,8 +33,11 @@ for ds, cfg in cfgs.items():
 # %% [markdown]
 # ## Hippocampus: slices with label contours
 # Volumes are preprocessed (standardise, clip, rescale to [0, 1]) and resampled to the profile's working
-# shape. Each panel is a sagittal slice through the label centroid; the red contour is the label
-# (anterior and posterior hippocampus).
+# shape. Each panel is a slice through the structure; the red contour is the label (anterior and posterior
+# hippocampus). Slices are drawn as viewers draw them, from the images' affine: superior up in sagittal and
+# coronal slices, anterior up in axial ones, anterior on the left of sagittal slices and the patient's right on
+# the left of the others (radiological); the letters at the edges say it, the caption too. The phantoms are
+# written with LPS axes, so the hippocampus' head sits anterior and the lung phantom's heart anterior-left.
 
 # %%
 hip_train, hip_val = load_splits(cfgs["hippocampus"].data)
@@ -42,14 +45,14 @@ print(f"hippocampus: {len(hip_train.ids)} train / {len(hip_val.ids)} val volumes
       f"{tuple(hip_train.images.shape[2:])}, spacing {hip_train.spacing} mm")
 
 
-def still(images, labels, i, view):
+def still(data, i, view):
     """A slice with a zero displacement: the warped contour coincides with the moving one."""
-    img, lab = images[i, 0].numpy(), labels[i, 0].numpy()
-    return slice_view(img, lab, np.zeros((3, *img.shape), np.float32), view)
+    img, lab = data.images[i, 0].numpy(), data.labels[i, 0].numpy()
+    return slice_view(img, lab, np.zeros((3, *img.shape), np.float32), view, axcodes=data.axcodes)
 
 
 n_show = min(6, len(hip_train.ids))
-grid = [[still(hip_train.images, hip_train.labels, i, v) for i in range(n_show)] for v in ("sagittal", "axial")]
+grid = [[still(hip_train, i, v) for i in range(n_show)] for v in ("sagittal", "axial")]
 fig = plot_slice_grid(grid, col_labels=hip_train.ids[:n_show], row_labels=["sagittal", "axial"],
                       show_arrows=False, colorbar=False)
 save_figure(fig, FIGURES_DIR / "data_hippocampus.png");
@@ -84,7 +87,7 @@ by_group = {}
 for i, g in enumerate(lung_train.groups):
     by_group.setdefault(g, []).append(i)
 patients = [g for g, idx in by_group.items() if len(idx) >= 2][:3]
-grid = [[still(lung_train.images, lung_train.labels, by_group[g][k], "coronal") for g in patients] for k in (0, 1)]
+grid = [[still(lung_train, by_group[g][k], "coronal") for g in patients] for k in (0, 1)]
 fig = plot_slice_grid(grid, col_labels=patients, row_labels=[lung_train.ids[by_group[patients[0]][k]]
                                                              for k in (0, 1)], show_arrows=False, colorbar=False)
 save_figure(fig, FIGURES_DIR / "data_lung_pairs.png");

@@ -9,8 +9,15 @@
 # where each point of the moving anatomy lands, m(p) = x − p with x + u(x) = p (the inverse map's
 # displacement, `regexplain.registration.spatial.motion_field`): arrows start on the red contour and point towards the
 # gold one, coloured by their length (voxels), dark red smallest, white largest. `ARROWS = "sampling"` draws
-# u(x) instead; each figure's caption says which. Orientation letters (S/I, A/P, L/R) come from the images'
-# affine.
+# u(x) instead (the sampling offset, fixed → moving); each figure's caption says which. The same field can be
+# drawn as a warped grid or as its Jacobian-determinant map (> 1 the structure grows, < 1 it shrinks, green
+# ≤ 0 folds): the figure after Fig 4 shows all three for component 1, the explorer and the plotly pages offer
+# them beside the arrows.
+#
+# **Orientation.** Slices are drawn as ITK-SNAP, 3D Slicer and FSLeyes draw them, from the images' affine:
+# sagittal and coronal slices with superior up, axial slices with anterior up, anterior on the left of sagittal
+# slices, the patient's right on the left of coronal and axial ones (radiological). The letters at the edges
+# and each caption say it.
 #
 # **λ convention.** Every picture and number shows D(λ u_i) − D(0), the deformation the component adds:
 # λ = 0 is then the identity. A trained decoder's D(0) is not the identity (it is the network's answer to two
@@ -109,6 +116,23 @@ fig = plot_slice_grid(rows, col_labels=[f"component {i + 1}" for i in comps],
 save_figure(fig, FIGURES_DIR / "fig4_hippocampus_components.png");
 
 # %% [markdown]
+# ## Component 1 drawn three ways: arrows, warped grid, Jacobian determinant
+# One field, the three views as columns: the arrows (where the structure goes), a regular grid carried with
+# the structure (true scale, one line every 3 voxels), and det J of that motion on a log colour scale (blue:
+# the neighbourhood shrinks, red: it grows, green: det J ≤ 0, folding). `ARROWS = "sampling"` draws all three
+# for the sampling map instead (fixed → moving; its det J is the one Learn2Reg scores).
+
+# %%
+image, label, sid = subject(hip, 0)
+field1 = displacements(hip, [0], LAM_SIGMA)[0]
+three = [slice_view(image, label, field1, v, arrows=ARROWS, axcodes=hip.val.axcodes, jacobian=True)
+         for v in ("sagittal", "coronal", "axial")]
+fig = plot_slice_grid([three] * 3, pictures=["arrows", "grid", "jacobian"], col_labels=["sagittal", "coronal", "axial"],
+                      row_labels=["arrows", "warped grid", "det J"],
+                      suptitle=f"hippocampus, {sid}, component 1, λ = {LAM_SIGMA} σ")
+save_figure(fig, FIGURES_DIR / "fig4b_hippocampus_component1_arrows_grid_jacobian.png");
+
+# %% [markdown]
 # ## Fig 7 — hippocampus, two other subjects, components 1-8 (first row 1-4, second row 5-8)
 
 # %%
@@ -181,14 +205,15 @@ if lung is not None:
 # With a kernel (`INTERACTIVE = True`): the subject, the first component and how many are shown side by
 # side, λ (σ units, or the paper's absolute values: the slider runs over ±3σ_i of the component in 0.1σ_i
 # steps either way; type a value, "−2" included, in the box beside it), the literal-D(λu) toggle with this
-# run's measured |D(0)| beside it, the arrows (motion of the structure, or the sampling offsets u(x)), one
-# arrow scale for every component shown or each its own, and the slices; the three orthogonal views side by
-# side with orientation letters, each shown component's explained variance and affine content below.
+# run's measured |D(0)| beside it, the arrows (motion of the structure, or the sampling offsets u(x)), what
+# to draw (arrows, warped grid, Jacobian determinant, or all three), one scale for every component shown or
+# each its own, and the slices; the three orthogonal views side by side in viewer orientation, each shown
+# component's explained variance and affine content below.
 # Arrow length and colour scales are fixed over the λ range (printed on each row and panel). Each move
 # redraws through `render_explorer_png`, the function the batch cell below calls; `regexplain explore`
 # serves the same panel as a web app. Without a kernel, the plotly pages `explorer_hippocampus.html` /
-# `explorer_lung.html` carry precomputed pictures of the three views behind a λ slider, a component menu and
-# a subject menu (plotly.js beside them as `plotly.min.js`).
+# `explorer_lung.html` carry precomputed pictures of the three views behind a λ slider, a component menu, a
+# subject menu and a picture menu (arrows, warped grid, Jacobian; plotly.js beside them as `plotly.min.js`).
 
 # %%
 if INTERACTIVE:
@@ -224,6 +249,7 @@ for run, name in ((hip, "hippocampus"), (lung, "lung")):
 
 # %%
 save_results(FIGURES_DIR, "04_lambda_sweeps", {},
+             models={run.name: run.origin for run in (hip, lung) if run is not None},
              lam_sigma=LAM_SIGMA, hippocampus_sigma_first4=hip.decomposition.sigma[:4].tolist(),
              hippocampus_zero_offset_voxels=zero_offset(hip)[0],
              **({} if lung is None else {"lung_sigma_first4": lung.decomposition.sigma[:4].tolist(),

@@ -40,13 +40,15 @@ MATCH_COMPONENTS = 8
 PHANTOM_REGIMES = ("calibrated", "pose", "msd_like")   # regexplain.data.synthetic.REGIMES (kept in sync by a test)
 #: MONAI's defaults that set a family's downsamplings (regexplain.adapters.families uses the same)
 VOXELMORPH_CHANNELS = (16, 32, 32, 32, 32, 32)
+VXM_FEATURES = (16, 16, 16, 16, 16)     # voxelmorph's own VxmPairwise (nb_features: one max-pooling each)
 LOCALNET_LEVELS = (0, 1, 2, 3)
 #: model families (regexplain.adapters.families builds them): the paper's network, MONAI's VoxelMorph and
 #: LocalNet, or any network a factory function returns ("package.module:function")
-FAMILIES = ("regexplain", "monai_voxelmorph", "monai_localnet", "factory")
+FAMILIES = ("regexplain", "monai_voxelmorph", "monai_localnet", "voxelmorph", "factory")
 #: what a family other than regexplain changes in a profile's recipe: displacement networks are regularised
-#: by VoxelMorph's diffusion term (the paper's smoothness reads the gradients their decoder does not predict)
-FAMILY_RECIPE: dict[str, Any] = {"loss": {"smoothness": "displacement_l2"}}
+#: by VoxelMorph's diffusion term at VoxelMorph's weight for a correlation loss (lambda = 1); the paper's
+#: smoothness reads the gradients their decoder does not predict (docs/deviations.md)
+FAMILY_RECIPE: dict[str, Any] = {"loss": {"smoothness": "displacement_l2", "smooth": 1.0}}
 
 
 def family_overrides(family: str) -> dict[str, Any]:
@@ -117,7 +119,8 @@ class AdapterConfig:
 
 @dataclass
 class ModelConfig:
-    family: str = FAMILIES[0]        # regexplain (the paper's network) | monai_voxelmorph | monai_localnet | factory
+    family: str = FAMILIES[0]        # regexplain (the paper's network) | monai_voxelmorph | monai_localnet |
+                                     # voxelmorph (VoxelMorph's own VxmPairwise) | factory
     channels: tuple[int, ...] = (8, 16, 32, 32)  # one entry per level; downsamplings = len - 1
     skip_connections: bool = False
     negative_slope: float = 0.2
@@ -192,6 +195,8 @@ class Config:
             return 2 ** (len(m.adapter.kwargs.get("channels", VOXELMORPH_CHANNELS)) // 2)
         if m.family == "monai_localnet":
             return 2 ** max(m.adapter.kwargs.get("extract_levels", LOCALNET_LEVELS))
+        if m.family == "voxelmorph":
+            return 2 ** len(m.adapter.kwargs.get("nb_features", VXM_FEATURES))
         return max(1, int(m.adapter.divisor))
 
 

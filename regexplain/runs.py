@@ -207,6 +207,7 @@ class Run:
     val: VolumeSet
     decomposition: Decomposition | None
     run_dir: Path
+    origin: str = "trained"    # or "pretrained <run name> <sha256 prefix>": a shipped model (regexplain.pretrained)
 
 
 def run_splits(cfg: Config, data: dict[str, Any] | None = None, *, source: str = "command line",
@@ -245,10 +246,31 @@ def load_run(profile: str, name: str, runs_dir: str | Path = "runs", data_dir: s
     """Open one of the main job's :data:`MODELS` (CPU, eval mode) with its splits and its decomposition in
     ``basis``; its data are read from ``data_dir`` on this machine, not from where it was trained."""
     rd = run_dir(runs_dir, profile, name)
+    root: str | None = model_config(profile, name, data_dir).data.root
+    origin = "trained"
     if not run_finished(rd):
-        raise CheckpointError(f"{rd}: no finished training run; run `regexplain reproduce --profile {profile}`")
-    root = model_config(profile, name, data_dir).data.root
-    run = open_run(rd, device="cpu", data={"root": root}, decomposition=True, basis=basis,
-                   source=f"{profile} {name}")
-    run.name = name
+        shipped = _shipped(profile, name)
+        if shipped is None:
+            raise CheckpointError(f"{rd}: no finished training run; run `regexplain reproduce --profile {profile}`")
+        from regexplain.pretrained import materialize, origin_line
+
+        if not dataset_present(root):
+            root = None                 # the shipped model's check phantoms, synthesised in the cache
+        rd = materialize(name, data=root)
+        print(f"No trained run at {run_dir(runs_dir, profile, name)}: {origin_line(name, rd)}.")
+        origin = f"pretrained {name} {shipped['sha256']['weights.pt'][:12]}"
+    run = open_run(rd, device="cpu", data={"root": root} if root else None, decomposition=True, basis=basis,
+                   source=f"{profile} {name}", progress=False)
+    run.name, run.origin = name, origin
     return run
+
+
+def _shipped(profile: str, name: str) -> dict[str, Any] | None:
+    """The manifest entry of a shipped model that stands for run ``name`` of ``profile``, if any."""
+    from regexplain.pretrained import read_manifest
+
+    try:
+        entry = read_manifest().get(name)
+    except CheckpointError:
+        return None
+    return entry if entry is not None and entry.get("profile") == profile else None

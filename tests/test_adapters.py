@@ -7,6 +7,8 @@ MONAI's ``Warp`` for the displacement convention, and the native late-fusion com
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -14,6 +16,7 @@ from deps import need
 
 from regexplain.adapters import HookAdapter, LateFusionAdapter, as_adapter, build_model
 from regexplain.adapters.monai import MonaiLocalNetAdapter, MonaiVoxelMorphAdapter
+from regexplain.adapters.voxelmorph import VoxelMorphAdapter
 from regexplain.analysis.casestudy import case_study_deltas, case_study_transforms, transform_volumes
 from regexplain.analysis.inputs import encode_splits, fit_decomposition
 from regexplain.analysis.latent import Decomposition, component_displacements, decode_codes, encode_volumes
@@ -22,7 +25,8 @@ from regexplain.errors import AdapterError
 from regexplain.registration import spatial
 from regexplain.registration.model import RegistrationNet
 
-monai_nets = need("monai.networks.nets", module_level=True)   # a declared test dependency (tests/deps.py)
+monai_nets = need("monai.networks.nets", module_level=True)   # declared test dependencies: missing,
+vxm_models = need("voxelmorph.nn.models", module_level=True)   # they fail under CI (tests/deps.py)
 
 SHAPE = (16, 16, 16)
 
@@ -51,6 +55,12 @@ def _voxelmorph(steps=7):
     return monai_nets.VoxelMorph(integration_steps=steps).eval()
 
 
+def _vxm_pairwise():
+    torch.manual_seed(0)
+    return _perturbed(vxm_models.VxmPairwise(ndim=3, source_channels=1, target_channels=1,
+                                             nb_features=(8, 8, 8), integration_steps=5), 0.02)
+
+
 def _localnet():
     torch.manual_seed(0)
     return _perturbed(monai_nets.LocalNet(spatial_dims=3, in_channels=2, num_channel_initial=4,
@@ -63,6 +73,8 @@ def _own_output(net, moving, fixed) -> torch.Tensor:
         return spatial.map_to_displacement(net(moving, fixed).phi_mf)
     if isinstance(net, monai_nets.VoxelMorph):
         return net(moving, fixed)[1]
+    if isinstance(net, vxm_models.VxmPairwise):
+        return net(moving, fixed)
     return net(torch.cat([moving, fixed], 1))      # VoxelMorphUNet, LocalNet: the DDF itself
 
 
@@ -73,6 +85,7 @@ READY = {
     "voxelmorph, no integration": lambda: MonaiVoxelMorphAdapter(_voxelmorph(0)),
     "voxelmorph backbone": lambda: MonaiVoxelMorphAdapter(_voxelmorph(0).backbone),
     "localnet": lambda: MonaiLocalNetAdapter(_localnet()),
+    "voxelmorph package": lambda: VoxelMorphAdapter(_vxm_pairwise()),
 }
 
 
@@ -103,12 +116,26 @@ def test_monai_ddf_is_regexplains_displacement():
     assert torch.allclose(theirs, ours, atol=1e-5)
 
 
+def test_voxelmorphs_displacement_is_regexplains():
+    """VoxelMorph's own SpatialTransformer reads a displacement as regexplain does."""
+    from voxelmorph.nn.functional import spatial_transform
+
+    g = torch.Generator().manual_seed(2)
+    disp = 2.0 * torch.randn(2, 3, *SHAPE, generator=g)
+    image = torch.rand(2, 1, *SHAPE, generator=g)
+    theirs = torch.stack([spatial_transform(image[i:i + 1], disp[i], padding_mode="border")[0] for i in range(2)])
+    ours = spatial.warp(image, spatial.displacement_to_map(disp))
+    assert torch.allclose(theirs, ours, atol=1e-5)
+
+
 def test_the_bottlenecks_found_are_the_deepest_levels():
     vxm = MonaiVoxelMorphAdapter(_voxelmorph())
     assert vxm.bottleneck == "backbone.net.0.1.submodule.1.submodule.1.submodule.0"
     assert vxm.divisor == 8 and vxm.latent_shape(SHAPE) == (32, 2, 2, 2)     # 3 poolings, MONAI's 32 channels
     local = MonaiLocalNetAdapter(_localnet())
     assert local.bottleneck == "bottom_block" and local.latent_shape(SHAPE)[1:] == (2, 2, 2)
+    pairwise = VoxelMorphAdapter(_vxm_pairwise())
+    assert pairwise.divisor == 8 and pairwise.latent_shape(SHAPE) == (8, 2, 2, 2)
 
 
 def test_generic_adapter_reproduces_the_native_codes_and_fields():
@@ -146,7 +173,7 @@ def test_a_grid_output_is_converted_to_voxels():
         assert torch.allclose(adapter.displacement(moving, fixed), expected, atol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["voxelmorph, integration", "localnet", "ours, skip"])
+@pytest.mark.parametrize("name", ["voxelmorph, integration", "localnet", "ours, skip", "voxelmorph package"])
 def test_frozen_skip_decoding_at_lambda_zero_is_the_reference_pairs_field(name):
     adapter = READY[name]()
     reference = _pair(1, seed=3)[0]
@@ -331,3 +358,84 @@ def test_a_monai_voxelmorph_trains_resumes_and_reloads_with_regexplains_trainer(
     again = train(load_config("smoke", overrides={**over, "train": {"steps": 6, "processes": 1}}),
                   tmp_path / "run", resume=True, progress=False)
     assert again["steps"] == 6
+
+
+# ------------------------------------------------------------------------------------------- the commands
+
+SPEC = """extends: smoke
+common:
+  model:
+    family: factory
+    adapter:
+      factory: mynets_cli:build
+      kwargs: {integration_steps: 0}
+      bottleneck: backbone.net.0.1.submodule.1.submodule.1.submodule.0
+      inputs: pair
+      output_key: "1"
+      divisor: 8
+"""
+
+
+def _factory_spec(tmp_path, monkeypatch):
+    """A factory module (MONAI's VoxelMorph) importable for the test, and the profile YAML that names it."""
+    (tmp_path / "mynets_cli.py").write_text(
+        "from monai.networks.nets import VoxelMorph\n"
+        "def build(integration_steps=7):\n"
+        "    return VoxelMorph(integration_steps=integration_steps)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = tmp_path / "my_network.yaml"
+    spec.write_text(SPEC)
+    return spec
+
+
+@pytest.mark.slow
+def test_a_network_trained_elsewhere_is_imported_decomposed_and_shared(tmp_path, monkeypatch, capsys):
+    """`network modules | import | share` and `decompose` / `casestudy` on a MONAI VoxelMorph whose weights
+    come from a plain state dict, described by a profile YAML naming a factory."""
+    import json
+
+    from regexplain.cli import main
+    from regexplain.data.synthetic import synthesize_hippocampus
+
+    spec = _factory_spec(tmp_path, monkeypatch)
+    data = synthesize_hippocampus(tmp_path / "data", 12, (64, 64, 64), seed=0, progress=False)
+    torch.manual_seed(3)
+    trained = monai_nets.VoxelMorph(integration_steps=0)
+    torch.save({"state_dict": {f"module.{k}": v for k, v in trained.state_dict().items()}}, tmp_path / "w.pt")
+
+    assert main(["network", "modules", "--profile", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"\nbackbone\.net\.0\.1\.submodule\.1\.submodule\.1\.submodule\.0 +\(1, 32, 2, 2, 2\)  <-\n",
+                     out), out
+
+    run = tmp_path / "run"
+    assert main(["network", "import", "--profile", str(spec), "--weights", str(tmp_path / "w.pt"),
+                 "--data", str(data), "--out", str(run)]) == 0
+    model, _ = __import__("regexplain.registration.checkpoint", fromlist=["load_model"]).load_model(run)
+    for k, v in trained.state_dict().items():
+        assert torch.equal(model.network.state_dict()[k], v), k
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["steps"] == 0 and 0 < metrics["dice_before"] <= 1
+
+    assert main(["decompose", "--model", str(run), "--out", str(run / "dec"), "-k", "3"]) == 0
+    assert json.loads((run / "dec" / "decomposition.json").read_text())["meta"]["fusion"] == "early"
+    assert main(["casestudy", "--model", str(run), "--decomposition", str(run / "dec"),
+                 "--out", str(run / "cs")]) == 0
+    assert main(["network", "share", "--model", str(run), "--pairs", "3", "--out", str(tmp_path / "s.json")]) == 0
+    share = json.loads((tmp_path / "s.json").read_text())
+    assert share["trained"]["n_pairs"] == 3 and np.isfinite(share["untrained"]["bottleneck_share"])
+
+
+def test_weights_that_do_not_fit_are_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    from regexplain.cli import main
+
+    spec = _factory_spec(tmp_path, monkeypatch)
+    torch.save({"backbone.net.0.0.conv.weight": torch.zeros(1)}, tmp_path / "w.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    for weights, expected in (("w.pt", "missing keys"), ("junk.pt", "cannot read weights"),
+                              ("none.pt", "no such weights file")):
+        assert main(["network", "import", "--profile", str(spec), "--weights", str(tmp_path / weights),
+                     "--out", str(tmp_path / "run")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and expected in err[0] and weights in err[0]
+        assert not (tmp_path / "run").exists()

@@ -83,6 +83,7 @@ def test_notebook_figures_exist(notebooks_ran):
     for name in ("fig2_lung_components.png", "fig3_lambda_sweep.png", "fig3_lambda_sweep_sigma.png",
                  "fig4_hippocampus_components.png", "fig5_case_study.png", "fig6_lung_components_more.png",
                  "fig7_hippocampus_components_1-8.png", "fig8_skip_ablation.png", "explorer_lung.html",
+                 "fig4b_hippocampus_component1_arrows_grid_jacobian.png",
                  "explorer_hippocampus.html", "explained_variance.png", "loss_curves.png", "quantitative.png",
                  "basis_comparison.png"):
         assert (figs / name).stat().st_size > 1000, name

@@ -18,7 +18,7 @@ def test_notebook_parameters_and_sources(tmp_path):
     p = pipeline.notebook_parameters("smoke", "d", "r", tmp_path, 7)
     assert p["INTERACTIVE"] is False and p["SEED"] == 7 and Path(p["DATA_DIR"]).is_absolute()
     stems = [s.stem for s in pipeline.notebook_sources()]
-    assert stems == sorted(stems) and stems[0].startswith("01") and len(stems) == 8
+    assert stems == sorted(stems) and stems[0].startswith("01") and len(stems) == 9
 
 
 def test_every_notebook_has_a_parameters_cell():

@@ -14,8 +14,11 @@ from browser import chromium_page, screenshot
 
 STATE_JS = """() => { const gd = document.querySelector('.js-plotly-plot'), m = gd.layout.meta;
   const vis = gd.data.map(t => t.visible === true);
+  const first = (at, n) => { const i = vis.indexOf(true, at); return i >= 0 && i < at + n ? i : -1; };
   return {active: gd.layout.sliders[0].active, prefix: gd.layout.sliders[0].currentvalue.prefix,
-          subject: vis.indexOf(true, m.n_fixed), arrows: vis.indexOf(true, m.arrows_at),
+          subject: vis.indexOf(true, m.n_fixed), arrows: first(m.arrows_at, m.grids_at - m.arrows_at),
+          grid: first(m.grids_at, m.jacs_at - m.grids_at), jac: first(m.jacs_at, m.warped_at - m.jacs_at),
+          image: vis[m.n_fixed], bars: [vis[m.arrow_bar], vis[m.jac_bar]],
           warped: vis.indexOf(true, m.warped_at), shown: vis.filter(v => v).length, meta: m}; }"""
 
 
@@ -34,7 +37,7 @@ def _views(lams):
             for lam in lams:
                 disp = np.zeros((3, 12, 12, 12), np.float32)
                 disp[2] = c * lam
-                out[s][c].append([slice_view(image, label, disp, v, 6, axcodes=("R", "A", "S"))
+                out[s][c].append([slice_view(image, label, disp, v, 6, axcodes=("R", "A", "S"), jacobian=True)
                                   for v in ("sagittal", "coronal", "axial")])
     return out
 
@@ -86,7 +89,21 @@ def test_plotly_page_keeps_lambda_when_the_component_or_subject_changes(tmp_path
             assert state["active"] == 4 and state["subject"] == m["n_fixed"] + m["per_subject"]
             assert state["arrows"] == m["arrows_at"] + (n + 4) * per_a
             assert state["warped"] == m["warped_at"] + ((2 + 1) * n + 4) * per_w
-            assert state["shown"] == m["n_fixed"] + m["per_subject"] + per_a + per_w
+            # one colour bar at a time: the arrows' here
+            assert state["shown"] == m["n_fixed"] - 1 + m["per_subject"] + per_a + per_w
+            assert state["bars"] == [True, False] and state["grid"] == -1 and state["jac"] == -1
             screenshot(page, tmp_path / "plotly_page.png")
+            _pick(page, 2, 2)  # the Jacobian map: the same (component, λ), its colour bar, the image hidden
+            state = _wait_for(page, lambda s: s["jac"] >= 0)
+            assert state["jac"] == m["jacs_at"] + (n + 4) * m["per_jac"] and state["arrows"] == -1
+            assert state["bars"] == [False, True] and state["image"] is False and state["active"] == 4
+            screenshot(page, tmp_path / "plotly_page_jacobian.png")
+            _pick(page, 2, 1)  # the warped grid
+            state = _wait_for(page, lambda s: s["grid"] >= 0)
+            assert state["grid"] == m["grids_at"] + (n + 4) * m["per_grid"] and state["jac"] == -1
+            _pick(page, 0, 0)  # another component keeps the picture and λ
+            state = _wait_for(page, lambda s: s["prefix"].startswith("component 1"))
+            assert state["grid"] == m["grids_at"] + 4 * m["per_grid"] and state["active"] == 4
+            screenshot(page, tmp_path / "plotly_page_grid.png")
     finally:
         server.shutdown()

@@ -229,7 +229,12 @@ def test_cli_register_writes_on_the_fixed_grid(smoke_run, tmp_path, capsys):
     out = tmp_path / "out"
     assert cli.main(["register", "--model", str(smoke_run), "--moving", str(tmp_path / "m.nii.gz"),
                      "--fixed", str(tmp_path / "f.nii.gz"), "--moving-label", str(tmp_path / "l.nii.gz"),
-                     "--out", str(out)]) == 0
+                     "--out", str(out), "--pictures"]) == 0
+    assert "views: " in capsys.readouterr().out
+    from PIL import Image
+
+    with Image.open(out / "views.png") as views:  # three views x (arrows, grid, Jacobian)
+        assert views.format == "PNG" and views.size[0] >= 1000 and views.size[1] > views.size[0]
     for name, want in (("warped", shape), ("warped_label", shape), ("displacement_voxels", (*shape, 3)),
                        ("displacement_itk", (*shape, 1, 3))):
         arr, aff = _read4d(out / f"{name}.nii.gz")

@@ -58,41 +58,62 @@ def test_motion_arrows_point_where_the_contour_goes():
     residual = torch.as_tensor(m)[None] + warp(torch.as_tensor(disp)[None], p + torch.as_tensor(m)[None])
     assert float(residual.abs().max()) < 1e-3
     sv = slice_view(image, label, disp, "sagittal", 8)
-    np.testing.assert_allclose(sv.arrows[1], m[2][8], atol=1e-5)  # the slice's motion = the volume's
+    # the slice's motion = the volume's; RAS sagittal: rows run against W (S up), columns against H (A left),
+    # so the picture's (down, right) components are (-m_W, -m_H), transposed and flipped with the pixels
+    np.testing.assert_allclose(sv.arrows[0], -m[2][8].T[::-1, ::-1], atol=1e-5)
+    np.testing.assert_allclose(sv.arrows[1], -m[1][8].T[::-1, ::-1], atol=1e-5)
 
 
 def test_orientation_letters_follow_the_affine():
-    from regexplain.registration.spatial import axis_codes, view_edge_letters
+    from regexplain.registration.spatial import axis_codes, view_orientation
 
     assert axis_codes(np.diag([2.0, 2.0, 2.0, 1.0])) == ("R", "A", "S")
     assert axis_codes(np.diag([-1.0, -1.0, 1.0, 1.0])) == ("L", "P", "S")
-    # sagittal fixes axis 0: rows follow axis 1 (A), columns axis 2 (S); row 0 is drawn at the top
-    assert view_edge_letters(("R", "A", "S"), "sagittal") == {"top": "P", "bottom": "A", "left": "I", "right": "S"}
-    assert view_edge_letters(("L", "P", "S"), "axial") == {"top": "R", "bottom": "L", "left": "A", "right": "P"}
+    # viewer orientation whatever the axes: S up (sagittal, coronal), A up (axial), A left in sagittal,
+    # the patient's right on the left (radiological) or on the right (neurological)
+    for codes in (("R", "A", "S"), ("L", "P", "S"), ("A", "S", "R"), ("I", "L", "P")):
+        assert view_orientation(codes, "sagittal").edges == {"top": "S", "bottom": "I", "left": "A", "right": "P"}
+        assert view_orientation(codes, "coronal").edges == {"top": "S", "bottom": "I", "left": "R", "right": "L"}
+        assert view_orientation(codes, "axial").edges == {"top": "A", "bottom": "P", "left": "R", "right": "L"}
+        assert view_orientation(codes, "axial", "neurological").edges["left"] == "L"
+        # the view cuts the array axis of its anatomical normal
+        assert codes[view_orientation(codes, "sagittal").axis] in "RL"
+        assert codes[view_orientation(codes, "coronal").axis] in "AP"
+        assert codes[view_orientation(codes, "axial").axis] in "SI"
     permuted = np.array([[0, 0, 1.0, 0], [1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 0, 1]])  # axes: A, S, R
     assert axis_codes(permuted) == ("A", "S", "R")
     image, label = _blob()
     sv = slice_view(image, label, np.zeros((3, *label.shape), np.float32), "coronal", axcodes=("A", "S", "R"))
-    assert sv.edges == {"top": "P", "bottom": "A", "left": "L", "right": "R"}
+    assert sv.edges == {"top": "S", "bottom": "I", "left": "R", "right": "L"}
+    assert sv.image.shape == (14, 16)  # coronal of (A, S, R) axes cuts axis 0: rows along S (axis 1)
+    with pytest.raises(ValueError, match="convention"):
+        view_orientation(None, "axial", "upside-down")
+    with pytest.raises(ValueError, match="axis codes"):
+        view_orientation(("R", "L", "S"), "axial")
 
 
-@pytest.mark.parametrize("view,axis,plane", [("sagittal", 0, (1, 2)), ("coronal", 1, (0, 2)),
-                                             ("axial", 2, (0, 1))])
-def test_slice_view_axes(view, axis, plane):
+@pytest.mark.parametrize("view,axis,rows,cols", [("sagittal", 0, 2, 1), ("coronal", 1, 2, 0),
+                                                  ("axial", 2, 1, 0)])
+def test_slice_view_axes(view, axis, rows, cols):
+    """RAS axes (the default when the orientation is unknown): every view runs against the array index on
+    both picture axes (S, A up; A, R left), so the arrows' components are the two in-plane channels, negated."""
     shape = (12, 14, 16)
     image, label = _blob(shape)
     disp = _shift(shape, (1.0, 2.0, 3.0))
     sv = slice_view(image, label, disp, view)
     assert isinstance(sv, SliceView)
-    assert sv.image.shape == tuple(shape[a] for a in plane)
+    assert sv.image.shape == (shape[rows], shape[cols])
     assert sv.index == (6, 7, 8)[axis]  # label centroid
-    # in-plane arrows keep the two remaining channels, in axis order (row, col): by default the motion of
-    # the structure (a translation's sampling offset u moves the content by -u), or u itself on request
-    np.testing.assert_allclose(sv.arrows[:, 0, 0], [-(1.0, 2.0, 3.0)[a] for a in plane], atol=1e-5)
+    assert sv.edges is None  # orientation unknown: no letters
+    # by default the motion of the structure (a translation's sampling offset u moves the content by -u), in
+    # picture components (down, right), or u itself on request
+    shift = (1.0, 2.0, 3.0)
+    np.testing.assert_allclose(sv.arrows[:, 0, 0], [shift[rows], shift[cols]], atol=1e-5)
     np.testing.assert_allclose(sv.norm, np.sqrt(14.0), rtol=1e-5)
     sampling = slice_view(image, label, disp, view, arrows="sampling")
-    np.testing.assert_allclose(sampling.arrows[:, 0, 0], [(1.0, 2.0, 3.0)[a] for a in plane])
+    np.testing.assert_allclose(sampling.arrows[:, 0, 0], [-shift[rows], -shift[cols]])
     assert "motion" in sv.arrow_caption and "u(x)" in sampling.arrow_caption
+    assert "fixed -> moving" in sampling.arrow_caption
 
 
 def test_slice_view_identity_and_errors():
@@ -200,6 +221,9 @@ def test_explorer_widget_lambda_slider_moves_contour(tiny):
     assert (after != before).any()  # the gold contour moved
     c["view"].value = "axial"
     assert box.explorer_state.view == "axial" and box.explorer_state.index == 8
+    assert "picture-dd" in c["picture"]._dom_classes
+    c["picture"].value = "all"  # arrows, grid and Jacobian, one row each
+    assert box.settle() and box.explorer_state.picture == "all" and c["plot"].value != before_png
     # a typed λ takes the read-out's Unicode minus (and snaps to the slider's 0.1σ grid)
     c["lam_text"].value = "\u22122.04"
     assert box.settle() and c["lam"].value == pytest.approx(-2.0) and c["lam_text"].value == "\u22122"
@@ -374,14 +398,20 @@ def test_plotly_explorer_states_and_html(tiny, tmp_path):
     fig = explorer_figure(views, lams, title="t")
     m = fig.layout.meta
     assert m["per_subject"] == 6 and m["per_arrows"] == 3 * N_ARROW_BINS and m["per_warped"] == 3
-    assert len(fig.data) == N_FIXED + 2 * 6 + 2 * 3 * 3 * N_ARROW_BINS + 2 * 2 * 3 * 3
+    assert m["per_grid"] == 3 and m["per_jac"] == 3 and m["pictures"] == ["arrows", "grid", "jacobian"]
+    # fixed, per subject, arrows / grids / Jacobian maps per (component, λ), warped contours per (subject, ...)
+    assert len(fig.data) == N_FIXED + 2 * 6 + 2 * 3 * 3 * (N_ARROW_BINS + 2) + 2 * 2 * 3 * 3
     assert [b.label for b in fig.layout.updatemenus[1].buttons] == ["a", "b"]          # subject menu
     assert [b.label for b in fig.layout.updatemenus[0].buttons] == ["component 1", "component 2"]
-    legend = [t.name for t in fig.data if t.showlegend]
+    assert [b.label for b in fig.layout.updatemenus[2].buttons] == ["arrows", "warped grid", "Jacobian determinant"]
+    legend = [t.name for t in fig.data if getattr(t, "showlegend", False)]
     assert legend == ["moving contour (subject)", "warped contour", "arrows: motion of the structure"]
     texts = [a.text for a in fig.layout.annotations]
-    assert {"<b>sagittal</b> · slice 8", "<b>P</b>", "<b>S</b>", "<b>I</b>"} <= set(texts)
-    assert any("motion of the structure" in t for t in texts)
+    assert {"<b>sagittal</b> · slice 8", "<b>A</b>", "<b>S</b>", "<b>I</b>", "<b>R</b>"} <= set(texts)
+    caption = texts[-1]  # every picture named with its direction, and the views' orientation
+    assert "arrows: motion of the structure" in caption and "grid: motion of the structure" in caption
+    assert "det J of the motion" in caption and "radiological" in caption
+    assert fig.data[m["jacs_at"]].source.startswith("data:image/png;base64,")
 
     def arrows(ci, li):
         b = m["arrows_at"] + (ci * len(lams) + li) * m["per_arrows"]

@@ -4,6 +4,7 @@ interface; read its docstring first).
 * :class:`LateFusionAdapter`: regexplain's own network (``E(M) - E(F)``, skip features as context);
 * :class:`HookAdapter`: any network, through forward hooks on the module you name as its bottleneck;
 * :class:`MonaiVoxelMorphAdapter`, :class:`MonaiLocalNetAdapter`: MONAI's VoxelMorph and LocalNet, ready;
+* :class:`VoxelMorphAdapter`: VoxelMorph's own PyTorch ``VxmPairwise`` (``pip install voxelmorph``), ready;
 * :func:`build_model`: the network of a config's ``model.family`` (trainable by regexplain's trainer).
 """
 
@@ -19,8 +20,12 @@ def __getattr__(name: str):
         from regexplain.adapters import monai
 
         return getattr(monai, name)
+    if name == "VoxelMorphAdapter":
+        from regexplain.adapters import voxelmorph
+
+        return voxelmorph.VoxelMorphAdapter
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["RegistrationAdapter", "as_adapter", "build_model", "HookAdapter", "module_outputs",
-           "LateFusionAdapter", "MonaiVoxelMorphAdapter", "MonaiLocalNetAdapter"]
+           "LateFusionAdapter", "MonaiVoxelMorphAdapter", "MonaiLocalNetAdapter", "VoxelMorphAdapter"]

@@ -11,6 +11,8 @@ wrapper per model family).
   0: a displacement network) and ``half_res``;
 * ``monai_localnet``: MONAI's ``LocalNet``; ``kwargs`` its arguments (defaults ``num_channel_initial 16``,
   ``extract_levels (0, 1, 2, 3)``);
+* ``voxelmorph``: VoxelMorph's own PyTorch ``VxmPairwise`` (``pip install voxelmorph``); ``kwargs`` its
+  arguments (defaults ``nb_features (16,) * 5``, ``integration_steps 5``);
 * ``factory``: ``model.adapter.factory = "package.module:function"`` called with ``kwargs``; it returns a
   :class:`~regexplain.adapters.base.RegistrationAdapter` (used as it is) or a network, wrapped in a
   :class:`~regexplain.adapters.hooks.HookAdapter` with the other ``model.adapter`` options.
@@ -27,7 +29,7 @@ from typing import Any
 
 from torch import nn
 
-from regexplain.config import LOCALNET_LEVELS, VOXELMORPH_CHANNELS, Config
+from regexplain.config import LOCALNET_LEVELS, VOXELMORPH_CHANNELS, VXM_FEATURES, Config
 from regexplain.errors import AdapterError
 
 _VXM_WRAPPER = ("integration_steps", "half_res")
@@ -50,6 +52,8 @@ def build_model(cfg: Config) -> nn.Module:
         return monai_voxelmorph(shape, **m.adapter.kwargs)
     if m.family == "monai_localnet":
         return monai_localnet(shape, **m.adapter.kwargs)
+    if m.family == "voxelmorph":
+        return voxelmorph(shape, **m.adapter.kwargs)
     if m.family == "factory":
         return from_factory(cfg)
     raise AdapterError(f"model.family {m.family!r} is not a model family")
@@ -93,6 +97,24 @@ def monai_localnet(shape=None, **kwargs: Any) -> nn.Module:
     except (TypeError, ValueError) as e:
         raise AdapterError(f"model.adapter.kwargs of monai_localnet: {e}") from e
     return MonaiLocalNetAdapter(net, shape=shape)
+
+
+def voxelmorph(shape=None, **kwargs: Any) -> nn.Module:
+    """VoxelMorph's own ``VxmPairwise`` (``pip install voxelmorph``; its defaults: ``nb_features (16,) * 5``,
+    ``integration_steps 5``) in its :class:`~regexplain.adapters.voxelmorph.VoxelMorphAdapter`."""
+    from regexplain.adapters.voxelmorph import VoxelMorphAdapter
+
+    try:
+        models = importlib.import_module("voxelmorph.nn.models")
+    except ImportError as e:
+        raise AdapterError(f"model family voxelmorph needs VoxelMorph's PyTorch package: pip install "
+                           f"'voxelmorph>=0.3.4' (or pip install -e '.[adapters]'): {e}") from e
+    try:
+        net = models.VxmPairwise(ndim=3, source_channels=1, target_channels=1,
+                                 **{**kwargs, "nb_features": tuple(kwargs.get("nb_features", VXM_FEATURES))})
+    except (TypeError, ValueError) as e:
+        raise AdapterError(f"model.adapter.kwargs of voxelmorph: {e}") from e
+    return VoxelMorphAdapter(net, shape=shape)
 
 
 def load_factory(spec: str):

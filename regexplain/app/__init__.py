@@ -13,3 +13,6 @@ ENV_DATA = "REGEXPLAIN_DATA"
 ENV_CWD = "REGEXPLAIN_CWD"
 ENV_SUBJECT = "REGEXPLAIN_SUBJECT"
 ENV_BASIS = "REGEXPLAIN_BASIS"
+#: A file each preheated kernel appends one line to once its default page is built and it waits for a browser
+#: ("<pid> <seconds spent>"): the launcher announces the URL then (:meth:`regexplain.app.server.AppServer.wait_ready`).
+ENV_READY = "REGEXPLAIN_READY_FILE"

@@ -10,7 +10,9 @@ from regexplain.io import write_text
 
 TITLE = "# regexplain explorer\nMove λ along one component of the latent-space basis named below (PCA unless " \
         "another was asked for) and watch the decoded deformation of a validation subject: moving contour red, " \
-        "warped contour gold, arrows the motion of the structure (or, on request, the sampling offsets)."
+        "warped contour gold, arrows the motion of the structure (or, on request, the sampling offsets), or the " \
+        "same field as a warped grid or a Jacobian-determinant map; slices oriented as in a viewer (superior up, " \
+        "anterior up in axial slices, radiological left/right)."
 
 # The kernel only calls into the package: the page is the same code whether served or imported.
 CODE = "from regexplain.app.page import explorer_page\n\nexplorer_page()"

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs
 
 import numpy as np
 
-from regexplain.app import ENV_BASIS, ENV_CHECKPOINT, ENV_DATA, ENV_DECOMPOSITION, ENV_SUBJECT
+from regexplain.app import ENV_BASIS, ENV_CHECKPOINT, ENV_DATA, ENV_DECOMPOSITION, ENV_READY, ENV_SUBJECT
 
 AFFINE_PARTS = ("translation", "rotation", "scale", "shear", "nonaffine")
 #: Strength (σ units) at which a component's decoded deformation is summarised.
@@ -28,9 +28,14 @@ def explorer_page(decomposition: str | None = None, *, checkpoint: str | None = 
     default Voilà's ``QUERY_STRING``, the page URL's query) restores a linked state.
 
     Served with Voilà's preheated kernels (:mod:`regexplain.app.server`), everything that does not depend on
-    the page's URL (imports, model, data, the launch basis) runs before anyone asks for the page; the kernel
-    then waits for the request (``voila.utils.wait_for_request``) and only builds the widget.
+    the page's URL (imports, Voilà's request helper included, model, data, the launch basis, the default page
+    with its first picture) runs before anyone asks for the page; the kernel then says so
+    (:data:`regexplain.app.ENV_READY`), waits for the request (``voila.utils.wait_for_request``) and returns the
+    default page, or builds the one the URL asks for.
     """
+    import time
+
+    started = time.perf_counter()
     from regexplain.app.inputs import ExplorerUnavailable, load_inputs, unavailable
 
     path = decomposition or os.environ.get(ENV_DECOMPOSITION)
@@ -46,7 +51,9 @@ def explorer_page(decomposition: str | None = None, *, checkpoint: str | None = 
         except ExplorerUnavailable as e:
             inputs = e  # shown once the page is asked for (a ?subject= may still fix it)
         if query is None:
-            _wait_for_request()
+            wait = _request_waiter()
+            _announce_ready(time.perf_counter() - started)
+            wait()
             query = os.environ.get("QUERY_STRING", "")
         if prebuilt is not None and not query.strip("?&"):
             _trim()
@@ -90,19 +97,39 @@ def _preheated() -> bool:
     return os.environ.get("VOILA_PREHEAT", "False") != "False"
 
 
-def _wait_for_request() -> None:
-    """Under a preheated Voilà kernel, block until a browser asks for the page (then ``QUERY_STRING`` is
-    set); anywhere else return at once."""
-    if not _preheated():
+def _announce_ready(seconds: float) -> None:
+    """Under a preheated kernel, append ``"<pid> <seconds>"`` to the launcher's ready file: the page is built
+    and the first browser to ask gets it at once."""
+    path = os.environ.get(ENV_READY)
+    if not (path and _preheated()):
         return
+    try:
+        with open(path, "a", encoding="utf-8") as f:  # one short append per kernel: no partial lines
+            f.write(f"{os.getpid()} {seconds:.2f}\n")
+    except OSError:  # the launcher's folder went away: nobody is waiting for the line
+        pass
+
+
+def _request_waiter():
+    """What blocks a preheated Voilà kernel until a browser asks for the page (then ``QUERY_STRING`` is set);
+    anywhere else a function that returns at once.
+
+    ``voila.utils`` is imported here, before the kernel says it is ready: it pulls in jupyter_server and
+    jupyterlab_server (2.5 s of CPU, 4.7 s on two busy cores), and imported once the request had arrived it
+    held the page back by that much, and by up to 10 s when the next pool kernel started beside it."""
+    if not _preheated():
+        return lambda: None
     from voila.utils import wait_for_request
 
-    os.environ.pop("QUERY_STRING", None)
-    wait_for_request()
-    if "QUERY_STRING" not in os.environ:
-        # No page came: Voilà is shutting this kernel down (its websocket closed). Going on would answer the
-        # execution on closed sockets, a `zmq.error.ZMQError` traceback on the launcher's terminal.
-        os._exit(0)
+    def wait() -> None:
+        os.environ.pop("QUERY_STRING", None)
+        wait_for_request()
+        if "QUERY_STRING" not in os.environ:
+            # No page came: Voilà is shutting this kernel down (its websocket closed). Going on would answer
+            # the execution on closed sockets, a `zmq.error.ZMQError` traceback on the launcher's terminal.
+            os._exit(0)
+
+    return wait
 
 
 def _basis(dec) -> str:

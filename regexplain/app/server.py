@@ -12,11 +12,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from regexplain.app import ENV_BASIS, ENV_CHECKPOINT, ENV_CWD, ENV_DATA, ENV_DECOMPOSITION, ENV_SUBJECT
+from regexplain.app import ENV_BASIS, ENV_CHECKPOINT, ENV_CWD, ENV_DATA, ENV_DECOMPOSITION, ENV_READY, ENV_SUBJECT
 from regexplain.app.notebook import write_notebook
 from regexplain.errors import AppError
 
 HOST = "127.0.0.1"
+READY_NAME = "pages-ready.txt"
 
 
 
@@ -103,6 +104,30 @@ class AppServer:
     def url(self) -> str:
         return f"http://{HOST}:{self.port}/"
 
+    @property
+    def ready_file(self) -> Path:
+        """Where preheated kernels say their page is built (:data:`regexplain.app.ENV_READY`)."""
+        return self.workdir / READY_NAME
+
+    def pages_ready(self) -> list[float]:
+        """Seconds each preheated kernel spent building its page, in the order they finished."""
+        try:
+            lines = self.ready_file.read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return []
+        return [float(line.split()[1]) for line in lines if len(line.split()) == 2]
+
+    def wait_ready(self, timeout: float = 300.0, *, count: int = 1) -> bool:
+        """Wait until ``count`` preheated kernels have built their page (imports, model, data, decoded
+        fields and first picture done): a browser asking now gets its picture without waiting for Python.
+        False when Voilà exited or ``timeout`` passed first (the page then still opens, only later)."""
+        deadline = time.monotonic() + timeout
+        while len(self.pages_ready()) < count:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
     def stop(self, timeout: float = 10.0) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -122,8 +147,13 @@ class AppServer:
 
 
 def app_environment(decomposition: Path, checkpoint: Path | None, data: Path | None,
-                    subject: str | None = None, basis: str | None = None) -> dict[str, str]:
+                    subject: str | None = None, basis: str | None = None, ready: Path | None = None
+                    ) -> dict[str, str]:
     env = dict(os.environ)
+    if ready is None:
+        env.pop(ENV_READY, None)
+    else:
+        env[ENV_READY] = str(Path(ready).absolute())
     for key, value in ((ENV_SUBJECT, subject), (ENV_BASIS, basis)):
         if value is None:
             env.pop(key, None)
@@ -164,7 +194,7 @@ def start_app(decomposition: str | Path, *, port: int | None = None, checkpoint:
     notebook = write_notebook(workdir, title=launch_title(decomposition, basis))
     port = port or free_port()
     log = workdir / "voila.log"
-    env = app_environment(Path(decomposition), _opt(checkpoint), _opt(data), subject, basis)
+    env = app_environment(Path(decomposition), _opt(checkpoint), _opt(data), subject, basis, workdir / READY_NAME)
     out = open(log, "wb") if quiet else None
     try:
         # Own session: a terminal's Ctrl-C reaches only the launcher, which then stops Voilà with SIGTERM

@@ -8,10 +8,17 @@ import sys
 import time
 from pathlib import Path
 
+#: The longest the launcher waits for the page to be prepared before it announces the URL anyway.
+READY_TIMEOUT_S = 180.0
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("explore", help="serve the λ-slider explorer in a browser (Voilà, 127.0.0.1)")
-    p.add_argument("--decomposition", required=True, type=Path, help="directory written by `decompose`")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--decomposition", type=Path, help="directory written by `decompose`")
+    src.add_argument("--pretrained", choices=("hippocampus", "hippocampus-skip", "lung"),
+                     help="a trained quick model shipped with regexplain, on freshly synthesised phantoms (no "
+                          "training first; `regexplain pretrained list`)")
     p.add_argument("--port", type=_port, help="port on 127.0.0.1 (default: a free one)")
     p.add_argument("--checkpoint", type=Path, help="checkpoint or run dir (default: the decomposition's)")
     p.add_argument("--data", type=Path, help="data directory (default: the decomposition's)")
@@ -28,6 +35,13 @@ def _explore(args: argparse.Namespace) -> int:
     from regexplain.app.inputs import check_model, check_sources
     from regexplain.app.server import start_app
 
+    if args.pretrained:
+        from regexplain.pretrained import materialize, origin_line
+
+        run = materialize(args.pretrained, data=args.data, progress=False)
+        print(f"regexplain explore: {origin_line(args.pretrained, run)}", flush=True)
+        args.decomposition, args.data = run / "decomposition", None
+
     # Fail here, with exit code 2 and one line, rather than serve a page that can only show an error.
     dec, ckpt, _ = check_sources(args.decomposition, checkpoint=args.checkpoint, data=args.data)
     if args.subject is not None or args.basis:  # opening the data costs seconds: only when it can fail
@@ -40,9 +54,16 @@ def _explore(args: argparse.Namespace) -> int:
     server = None
     previous = _stop_on_signals()
     try:  # entered before the URL is printed, so a signal at any point still stops Voilà
+        started = time.monotonic()
         server = start_app(args.decomposition, port=args.port, checkpoint=args.checkpoint, data=args.data,
                            subject=args.subject, basis=args.basis, quiet=False)
-        print(f"regexplain explore: serving {args.decomposition} at {server.url} (Ctrl-C to stop)",
+        print(f"regexplain explore: preparing the page (model, data, first picture) at {server.url} ...",
+              flush=True)
+        # the URL is announced once the preheated kernel has built the page: opening it then shows the picture
+        # in about a second instead of waiting for Python, torch, the model and the data
+        ready = server.wait_ready(READY_TIMEOUT_S)
+        note = f"ready after {time.monotonic() - started:.0f} s" if ready else "still preparing; it opens when ready"
+        print(f"regexplain explore: serving {args.decomposition} at {server.url} ({note}; Ctrl-C to stop)",
               flush=True)
         while server.process.poll() is None:
             time.sleep(0.5)

@@ -40,6 +40,12 @@ def register(subparsers) -> None:
                    help="output directory, on the fixed grid: warped.nii.gz, warped_label.nii.gz, "
                         "displacement_voxels.nii.gz (regexplain's field, voxels) and displacement_itk.nii.gz "
                         "(the transform for ITK / ANTs / Slicer: mm, LPS, vector intent)")
+    r.add_argument("--pictures", action="store_true",
+                   help="also write views.png: the field in the three views as arrows, a warped grid and a "
+                        "Jacobian-determinant map (viewer orientation from the fixed image's affine)")
+    r.add_argument("--arrows", default="motion", choices=("motion", "sampling"),
+                   help="with --pictures: draw the motion of the structure (default) or the sampling offset, "
+                        "fixed -> moving")
     r.add_argument("--device")
     r.add_argument("--precision", default="float32", choices=PRECISIONS,
                    help="bfloat16: bf16 autocast for the network (faster on AVX-512/AMX CPUs and GPUs; "
@@ -134,9 +140,32 @@ def _register(args: argparse.Namespace) -> int:
     model, cfg = load_model(args.model, device)
     written = register_files(model, cfg, args.moving, args.fixed, args.out, moving_label=args.moving_label,
                              device=device, precision=args.precision)
+    if args.pictures:
+        written["views"] = _views_png(args, written)
     for name, path in written.items():
         print(f"{name}: {path}")
     return 0
+
+
+def _views_png(args: argparse.Namespace, written: dict) -> Path:
+    """``views.png`` beside the outputs: the written field over the moving image and label."""
+    import nibabel as nib
+    import numpy as np
+
+    from regexplain.data.nifti import read_nifti
+    from regexplain.io import write_bytes
+    from regexplain.registration.spatial import axis_codes
+    from regexplain.viz.raster import field_views_png
+
+    moving, _ = read_nifti(args.moving)
+    field = nib.load(str(written["displacement_voxels"]))   # (D, H, W, 3) voxels, written just now
+    disp = np.moveaxis(np.asarray(field.dataobj, dtype=np.float32), -1, 0)
+    label = None if args.moving_label is None else read_nifti(args.moving_label)[0]
+    png = field_views_png(moving, label, disp, axcodes=axis_codes(field.affine),
+                          arrows=args.arrows, title=f"{args.moving.name} -> {args.fixed.name}")
+    path = Path(args.out) / "views.png"
+    write_bytes(path, png)
+    return path
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -82,10 +82,16 @@ def _smooth_noise(rng: np.random.Generator, shape: Sequence[int], sigma: float) 
     return ((x - x.mean()) / (x.std() + 1e-12)).astype(np.float32)
 
 
+#: The phantoms' array axes grow towards the patient's Left, Posterior and Superior (LPS, as DICOM and ITK
+#: order them): the hippocampus' head (label 1, low index along axis 1) is then anterior and the lung
+#: phantom's heart (towards +axis 0, -axis 1) anterior and on the left, as in a patient.
+PHANTOM_AXCODES = ("L", "P", "S")
+
+
 def _grid_affine(spacing: Sequence[float], shape: Sequence[int]) -> np.ndarray:
-    """RAS-like affine with the volume centre at the origin."""
-    a = np.diag([*spacing, 1.0]).astype(np.float64)
-    a[:3, 3] = -np.asarray(spacing) * (np.asarray(shape) - 1) / 2
+    """LPS affine (:data:`PHANTOM_AXCODES`; x and y negated from RAS) with the volume centre at the origin."""
+    a = np.diag([-spacing[0], -spacing[1], spacing[2], 1.0]).astype(np.float64)
+    a[:3, 3] = -a[:3, :3] @ ((np.asarray(shape, dtype=np.float64) - 1) / 2)
     return a
 
 
@@ -432,7 +438,8 @@ LUNG_FACTORS = (*LUNG_PATIENT_FACTORS, "diaphragm_shift_vox", "chest_expansion",
 
 def _lung_volume(shape: Sequence[int], f: dict[str, float], noise: np.random.Generator,
                  texture: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Render one thorax. Axes: x = 0 left-right, y = 1 antero-posterior, z = 2 infero-superior."""
+    """Render one thorax. Axes (:data:`PHANTOM_AXCODES`): x = 0 right -> left, y = 1 anterior -> posterior,
+    z = 2 inferior -> superior."""
     sh = np.asarray(shape, dtype=np.float64)
     shift = np.array([f["trans_x_vox"], f["trans_y_vox"], f["trans_z_vox"]]) / sh
     q = _fractions(shape).numpy() - shift.astype(np.float32).reshape(3, 1, 1, 1)  # float32: 2x faster

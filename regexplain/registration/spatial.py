@@ -6,8 +6,15 @@ Conventions (everything else in the package goes through this module):
   ``(i, j, k) = (D, H, W)``; the affine travels beside the array and is written back unchanged.
 * Anatomical axis names follow the NIfTI voxel axes: ``x = i = D`` (axis 0), ``y = j = H`` (axis 1),
   ``z = k = W`` (axis 2). "Rotation about z" is a rotation in the (D, H) plane; "translation along z" moves
-  along W. Views: sagittal slices fix axis 0, coronal slices fix axis 1, axial slices fix axis 2
-  (:data:`VIEW_AXIS`).
+  along W (voxel axes: this naming is independent of the anatomy the affine gives them).
+* Pictures are drawn as viewers draw them (ITK-SNAP, 3D Slicer, FSLeyes): sagittal and coronal slices with
+  superior up, axial slices with anterior up, sagittal slices with anterior on the left, and the left/right
+  convention of coronal and axial slices named on the picture (:data:`LR_CONVENTIONS`, radiological by
+  default). Which array axis a view cuts, and how its slice is transposed and flipped, comes from the image
+  affine's axis codes (nibabel's ``aff2axcodes``: the closest anatomical direction of each array axis, so an
+  oblique image is shown reordered as ``as_closest_canonical`` would, without resampling):
+  :func:`view_orientation` alone decides it, and every picture (pixels, contours, arrows, grids, orientation
+  letters) goes through its :class:`ViewOrientation`.
 * A *sampling map* ``phi`` says, for every output voxel, where to read the input: ``warped(x) = I(phi(x))``.
   Users see it as a *displacement in voxels* ``u = phi - x``, shape ``(B, 3, D, H, W)``, channels ordered
   ``(D, H, W)``. Internally ``torch.nn.functional.grid_sample`` needs a *grid* of shape ``(B, D, H, W, 3)``
@@ -39,6 +46,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -46,8 +54,8 @@ import torch.nn.functional as F
 
 Shape3 = tuple[int, int, int]
 
-#: Axis held fixed by each named view (see module docstring).
-VIEW_AXIS: dict[str, int] = {"sagittal": 0, "coronal": 1, "axial": 2}
+#: The named views, in the order pictures show them (:func:`view_orientation` says which array axis each cuts).
+VIEWS: tuple[str, ...] = ("sagittal", "coronal", "axial")
 #: Anatomical axis names -> array axis (D, H, W) = (x, y, z).
 AXIS_INDEX: dict[str, int] = {"x": 0, "y": 1, "z": 2}
 
@@ -57,10 +65,21 @@ ALIGN_CORNERS = True
 #: "sampling" the sampling offset u(x), ``warped(x) = moving(x + u(x))``. Each with its one-line definition.
 ARROW_MODES: dict[str, str] = {
     "motion": "arrows: motion of the structure, m(p) = x - p where x + u(x) = p (where each moving point lands)",
-    "sampling": "arrows: sampling offsets u(x), warped(x) = moving(x + u(x)) (where the warped image reads)",
+    "sampling": "arrows: sampling offset, fixed -> moving, u(x): warped(x) = moving(x + u(x)) (where the warped "
+                "image reads)",
 }
-#: The letter at the other end of each anatomical axis (RAS letters, as nibabel's aff2axcodes gives them).
-OPPOSITE: dict[str, str] = {"R": "L", "L": "R", "A": "P", "P": "A", "S": "I", "I": "S"}
+#: What a warped grid draws in each mode (the same two directions as :data:`ARROW_MODES`).
+GRID_MODES: dict[str, str] = {
+    "motion": "grid: motion of the structure, a regular grid on the moving image carried to p + m(p)",
+    "sampling": "grid: sampling offset, fixed -> moving, a regular grid on the fixed image moved to x + u(x), "
+                "where it reads the moving image",
+}
+#: What a Jacobian-determinant map shows in each mode (:func:`motion_jacobian`, :func:`jacobian_determinant`).
+JACOBIAN_MODES: dict[str, str] = {
+    "motion": "det J of the motion of the structure p -> p + m(p): > 1 it expands, < 1 it shrinks, <= 0 folds",
+    "sampling": "det J of the sampling map, fixed -> moving, x -> x + u(x) (Learn2Reg's): > 1 the warped image "
+                "reads a larger region (the structure shrinks), <= 0 folds",
+}
 
 #: RAS (NIfTI, nibabel) -> LPS (ITK, ANTs, Slicer transforms) physical coordinates; its own inverse.
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
@@ -352,6 +371,40 @@ def motion_field(disp: torch.Tensor | np.ndarray, iterations: int = 12, *,
     return m.numpy() if was_numpy else m
 
 
+def sampling_jacobian(disp: torch.Tensor | np.ndarray) -> np.ndarray:
+    """det J of the sampling map ``x -> x + u(x)`` of a voxel displacement ``(3, D, H, W)``: ``(D, H, W)``
+    float32 numpy (:func:`jacobian_determinant`; ``<= 0`` where the map folds)."""
+    u = torch.as_tensor(np.asarray(disp) if not isinstance(disp, torch.Tensor) else disp, dtype=torch.float32)
+    if u.ndim != 4 or u.shape[0] != 3:
+        raise ValueError(f"sampling_jacobian expects a (3, D, H, W) displacement, got {tuple(u.shape)}")
+    return jacobian_determinant(displacement_to_map(u[None]))[0].numpy()
+
+
+def motion_jacobian(disp: torch.Tensor | np.ndarray, points: np.ndarray, motion: np.ndarray,
+                    sampling_det: np.ndarray | None = None) -> np.ndarray:
+    """det J of the motion of the structure ``p -> p + m(p)`` (the inverse of the sampling map) at ``points``.
+
+    The motion map inverts ``phi(x) = x + u(x)``, so its determinant at ``p`` is ``1 / det J_phi(x)`` at the
+    ``x = p + m(p)`` where ``p`` lands (read trilinearly from :func:`sampling_jacobian`); its sign is kept, so
+    ``<= 0`` marks the folds of ``phi`` (0 where ``det J_phi`` is 0).
+
+    Args:
+        disp: ``(3, D, H, W)`` sampling displacement ``u`` in voxels.
+        points: ``(3, ...)`` voxel coordinates ``p``; motion: ``(3, ...)`` the motion ``m(p)`` there
+            (:func:`motion_field`).
+        sampling_det: :func:`sampling_jacobian` of ``disp`` when the caller has it.
+    Returns:
+        ``(...)`` float32 like ``points`` without its first axis.
+    """
+    det = sampling_jacobian(disp) if sampling_det is None else np.asarray(sampling_det, dtype=np.float32)
+    x = torch.as_tensor(np.asarray(points, dtype=np.float32) + np.asarray(motion, dtype=np.float32))
+    shape = x.shape[1:]
+    at = warp(torch.as_tensor(det)[None, None], x.reshape(1, 3, -1, 1, 1))[0, 0].reshape(shape).numpy()
+    out = np.zeros_like(at)
+    np.divide(1.0, at, out=out, where=at != 0)
+    return out
+
+
 def axis_codes(affine: np.ndarray) -> tuple[str, str, str]:
     """The anatomical direction (RAS letters) each array axis grows towards, from a NIfTI affine, e.g.
     ``("R", "A", "S")`` for nibabel's canonical orientation."""
@@ -360,9 +413,97 @@ def axis_codes(affine: np.ndarray) -> tuple[str, str, str]:
     return tuple(str(c) for c in aff2axcodes(np.asarray(affine, dtype=float)))  # type: ignore[return-value]
 
 
-def view_edge_letters(codes: Sequence[str], view: str) -> dict[str, str]:
-    """Orientation letters at the edges of a :data:`VIEW_AXIS` slice drawn with row 0 at the top:
-    ``{"top", "bottom", "left", "right"}``. Rows follow the first remaining array axis, columns the second."""
-    rows, cols = (a for a in range(3) if a != VIEW_AXIS[view])
-    return {"top": OPPOSITE[codes[rows]], "bottom": codes[rows], "left": OPPOSITE[codes[cols]],
-            "right": codes[cols]}
+#: Where a picture draws the patient's right in coronal and axial slices, worded for the picture's caption.
+LR_CONVENTIONS: dict[str, str] = {
+    "radiological": "radiological: the patient's right on the picture's left (ITK-SNAP, 3D Slicer)",
+    "neurological": "neurological: the patient's right on the picture's right (nilearn)",
+}
+DEFAULT_LR = "radiological"
+#: The axis codes assumed when an image's orientation is unknown (nibabel's canonical RAS).
+ASSUMED_CODES: tuple[str, str, str] = ("R", "A", "S")
+#: Per view: the anatomical axis it cuts across, the one running down the picture (top letter first) and the
+#: one running across (left letter first; "RL" becomes "LR" in the neurological convention).
+_VIEW_LAYOUT: dict[str, tuple[str, str, str]] = {"sagittal": ("RL", "SI", "AP"), "coronal": ("AP", "SI", "RL"),
+                                                 "axial": ("SI", "AP", "RL")}
+
+
+def _anatomical_axis(codes: Sequence[str], pair: str) -> int:
+    hits = [a for a, c in enumerate(codes) if c in pair]
+    if len(hits) != 1:
+        raise ValueError(f"axis codes {tuple(codes)} do not name one {pair[0]}/{pair[1]} axis")
+    return hits[0]
+
+
+@dataclass(frozen=True)
+class ViewOrientation:
+    """How one view of a volume is drawn (row 0 at the top, column 0 on the left).
+
+    ``axis`` is the array axis the view holds fixed; picture rows run along array axis ``rows``, columns
+    along ``cols``; ``flip_rows`` / ``flip_cols``: the picture runs against the array index. ``edges``: the
+    letters at the picture's top, bottom, left and right; ``lr``: the left/right convention.
+    :meth:`plane` turns a slice (of an image, labels, any scalar map) into picture order, :meth:`vectors` a
+    vector field's components, :meth:`pixel` one voxel's position.
+    """
+    view: str
+    axis: int
+    rows: int
+    cols: int
+    flip_rows: bool
+    flip_cols: bool
+    edges: dict[str, str] = field(compare=False)
+    lr: str = DEFAULT_LR
+
+    def plane(self, arr: np.ndarray) -> np.ndarray:
+        """``(..., n_a, n_b)``: the slice's two remaining array axes in increasing order (as ``vol[i]``,
+        ``vol[:, j]`` or ``vol[..., k]`` leave them) -> ``(..., n_rows, n_cols)`` in picture order."""
+        arr = np.asarray(arr)
+        if self.rows > self.cols:
+            arr = np.swapaxes(arr, -1, -2)
+        if self.flip_rows:
+            arr = arr[..., ::-1, :]
+        if self.flip_cols:
+            arr = arr[..., ::-1]
+        return np.ascontiguousarray(arr)
+
+    def vectors(self, vec: np.ndarray) -> np.ndarray:
+        """Vectors on the slice, ``(3, n_a, n_b)`` with voxel components ``(D, H, W)`` -> their in-plane part
+        ``(2, n_rows, n_cols)`` with picture components (down, right): permuted with the pixels and negated
+        along a flipped axis, so an arrow points where its voxels are drawn."""
+        vec = np.asarray(vec)
+        down = -vec[self.rows] if self.flip_rows else vec[self.rows]
+        right = -vec[self.cols] if self.flip_cols else vec[self.cols]
+        return self.plane(np.stack([down, right]))
+
+    def pixel(self, voxel: Sequence[float], shape: Sequence[int]) -> tuple[float, float]:
+        """(row, col) in the picture of voxel ``(i, j, k)`` of a volume of ``shape``."""
+        r, c = float(voxel[self.rows]), float(voxel[self.cols])
+        return (shape[self.rows] - 1 - r if self.flip_rows else r,
+                shape[self.cols] - 1 - c if self.flip_cols else c)
+
+
+def view_orientation(codes: Sequence[str] | None, view: str, lr: str = DEFAULT_LR) -> ViewOrientation:
+    """How ``view`` of a volume with axis ``codes`` (:func:`axis_codes`; None: :data:`ASSUMED_CODES`) is
+    drawn: sagittal and coronal slices with superior up, axial slices with anterior up, sagittal slices with
+    anterior on the left, coronal and axial slices with the patient's right on the left
+    (``lr="radiological"``) or on the right (``"neurological"``).
+
+    Raises:
+        ValueError: an unknown view or convention, or codes that do not name three anatomical axes.
+    """
+    if view not in _VIEW_LAYOUT:
+        raise ValueError(f"unknown view {view!r}; expected one of {list(VIEWS)}")
+    if lr not in LR_CONVENTIONS:
+        raise ValueError(f"unknown left/right convention {lr!r}; expected one of {sorted(LR_CONVENTIONS)}")
+    codes = ASSUMED_CODES if codes is None else tuple(str(c).upper() for c in codes)
+    cut, down, across = _VIEW_LAYOUT[view]
+    if across == "RL" and lr == "neurological":
+        across = "LR"
+    axis, rows, cols = (_anatomical_axis(codes, pair) for pair in (cut, down, across))
+    # the array index grows towards codes[a]: the picture runs against it where that is its top / left end
+    edges = {"top": down[0], "bottom": down[1], "left": across[0], "right": across[1]}
+    return ViewOrientation(view, axis, rows, cols, codes[rows] == down[0], codes[cols] == across[0], edges, lr)
+
+
+def view_axis(codes: Sequence[str] | None, view: str) -> int:
+    """The array axis ``view`` holds fixed in an image with axis ``codes`` (None: RAS assumed)."""
+    return view_orientation(codes, view).axis

@@ -16,7 +16,16 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from regexplain.io import atomic_path
-from regexplain.viz.slices import ARROW_CMAP, SliceView, auto_arrow_scale, plot_slice_view
+from regexplain.viz.slices import (
+    ARROW_CMAP,
+    SliceView,
+    auto_arrow_scale,
+    jacobian_limit,
+    jacobian_rgb,
+    orientation_caption,
+    picture_caption,
+    plot_slice_view,
+)
 
 #: Fig 8 colours: without skip connections blue, with skip connections pink (paper's caption).
 NOSKIP_COLOR = "#3b6fd4"
@@ -46,22 +55,37 @@ def plot_slice_grid(grid: Sequence[Sequence[SliceView | None]], *, row_labels: S
                     col_labels: Sequence[str] | None = None, suptitle: str | None = None,
                     arrow_step: int = 3, show_arrows: bool = True, shared_norm: bool = True,
                     panel_height: float = 2.2, colorbar: bool = True, vmax_norm: float | None = None,
-                    arrow_scale: float | None = None) -> Figure:
-    """A grid of :class:`SliceView` panels on a dark background (Fig 2, 3, 4, 6, 7).
+                    arrow_scale: float | None = None, pictures: str | Sequence[str] = "arrows",
+                    jac_limit: float | None = None) -> Figure:
+    """A grid of :class:`SliceView` panels on a dark background (Fig 2, 3, 4, 6, 7), each row drawing the
+    field as arrows, a warped grid or a Jacobian map; the caption names what each draws, in which direction,
+    and the views' orientation.
 
     Args:
         grid: rows of panels; ``None`` leaves a panel empty.
         shared_norm: one arrow colour scale and one arrow length scale for the whole figure, so colours and
             lengths compare across panels.
-        colorbar: add a displacement-norm colour bar (voxels) naming the arrow length scale.
+        colorbar: add a displacement-norm colour bar (voxels) naming the arrow length scale (and the
+            Jacobian's, when a row draws one).
         vmax_norm: the norm drawn white (default: the largest in the figure); a fixed value keeps colours
             comparable across figures, e.g. the frames of a λ sweep.
         arrow_scale: arrow length multiplier (default: one for the figure, from its longest arrow).
+        pictures: ``"arrows"``, ``"grid"`` or ``"jacobian"`` (:data:`regexplain.viz.slices.PICTURES`) for every
+            row, or one per row; a Jacobian row needs SliceViews built with ``jacobian=True``.
+        jac_limit: Jacobian colours from 1/jac_limit to jac_limit (default: from the figure's maps).
     """
     panels = [sv for row in grid for sv in row if sv is not None]
     if not panels:
         raise ValueError("plot_slice_grid needs at least one panel")
     nrows, ncols = len(grid), max(len(r) for r in grid)
+    kinds = [pictures] * nrows if isinstance(pictures, str) else list(pictures)
+    if len(kinds) != nrows:
+        raise ValueError(f"pictures: {len(kinds)} given for {nrows} rows")
+    has_arrows = show_arrows and "arrows" in kinds
+    jac_panels = [sv for row, kind in zip(grid, kinds, strict=True) if kind == "jacobian" for sv in row
+                  if sv is not None]
+    if jac_panels and jac_limit is None:
+        jac_limit = jacobian_limit([sv.jacobian for sv in jac_panels if sv.jacobian is not None])
     # each column as wide as its panels' aspect asks (the three orthogonal views differ in shape)
     widths = [max((_panel_size(r[c], panel_height)[0] for r in grid if c < len(r) and r[c] is not None),
                   default=_panel_size(panels[0], panel_height)[0]) for c in range(ncols)]
@@ -81,24 +105,58 @@ def plot_slice_grid(grid: Sequence[Sequence[SliceView | None]], *, row_labels: S
                 ax.axis("off")
                 continue
             plot_slice_view(ax, sv, arrow_step=arrow_step, show_arrows=show_arrows, vmax_norm=vmax,
-                            arrow_scale=arrow_scale)
+                            arrow_scale=arrow_scale, picture=kinds[r], jac_limit=jac_limit)
             if r == 0 and col_labels is not None:
                 ax.set_title(col_labels[c], color="white", fontsize=11)
             if c == 0 and row_labels is not None:
                 ax.set_ylabel(row_labels[r], color="white", fontsize=11)
-    if colorbar and show_arrows:
+    both = has_arrows and bool(jac_panels)
+    if colorbar and both:  # one colour bar beside the rows it belongs to
+        fig.subplots_adjust(right=0.86)
+    if colorbar and has_arrows:
         top = vmax if vmax is not None else max(float(sv.norm.max()) for sv in panels)
         mappable = plt.cm.ScalarMappable(cmap=ARROW_CMAP, norm=matplotlib.colors.Normalize(0, max(top, 1e-6)))
-        cb = fig.colorbar(mappable, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01)
+        where = {"cax": _bar_axes(fig, axes, [r for r, k in enumerate(kinds) if k == "arrows"])} if both else \
+            {"ax": axes.ravel().tolist(), "fraction": 0.02, "pad": 0.01}
+        cb = fig.colorbar(mappable, **where)
         scale = f"; arrows ×{arrow_scale:.2g}" if arrow_scale is not None and arrow_scale != 1 else ""
         cb.set_label(f"|arrow| (voxels){scale}", color="white", fontsize=10)
         cb.ax.tick_params(colors="white", labelsize=9)
+    if colorbar and jac_panels:
+        _jacobian_colourbar(fig, axes, jac_limit,
+                            _bar_axes(fig, axes, [r for r, k in enumerate(kinds) if k == "jacobian"]) if both else None)
     if suptitle:
         fig.suptitle(suptitle, color="white", fontsize=12)
-    if show_arrows:  # the caption says which field the arrows draw (motion of the structure by default)
-        fig.text(0.01, 0.0, f"red: moving contour, gold: warped; {panels[0].arrow_caption}", color="white",
-                 fontsize=10, ha="left", va="top")
+    # the caption says what each picture draws, in which direction (motion of the structure by default), and
+    # how the views are oriented
+    mode = panels[0].arrow_mode
+    lines = ["red: moving contour, gold: warped"]
+    lines += [picture_caption(kind, mode) for kind in dict.fromkeys(kinds) if kind != "arrows" or show_arrows]
+    lines.append(orientation_caption(panels))
+    fig.text(0.01, 0.0, "\n".join(lines), color="white", fontsize=10, ha="left", va="top")
     return fig
+
+
+def _bar_axes(fig: Figure, axes, rows: Sequence[int]):
+    """A thin colour-bar axes right of the panels, as tall as ``rows`` (figure coordinates)."""
+    boxes = [axes[r, c].get_position() for r in rows for c in range(axes.shape[1]) if axes[r, c].axison]
+    y0, y1 = min(b.y0 for b in boxes), max(b.y1 for b in boxes)
+    return fig.add_axes((0.875, y0, 0.014, y1 - y0))
+
+
+def _jacobian_colourbar(fig: Figure, axes, limit: float, cax=None) -> None:
+    """A log-scale colour bar of :func:`~regexplain.viz.slices.jacobian_rgb` from 1/limit to limit, folding
+    (det <= 0, :data:`~regexplain.viz.slices.FOLD_COLOR`) named beside it."""
+    ramp = np.exp(np.linspace(-np.log(limit), np.log(limit), 256))
+    colours = jacobian_rgb(ramp[:, None], limit)[:, 0] / 255.0
+    cmap = matplotlib.colors.ListedColormap(colours)
+    mappable = plt.cm.ScalarMappable(cmap=cmap, norm=matplotlib.colors.LogNorm(1 / limit, limit))
+    cb = fig.colorbar(mappable, cax=cax) if cax is not None else \
+        fig.colorbar(mappable, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01)
+    cb.set_ticks([1 / limit, 1.0, limit], labels=[f"{1 / limit:.2g}", "1", f"{limit:.2g}"])
+    cb.ax.minorticks_off()
+    cb.set_label("det J (log); green: ≤ 0, folds", color="white", fontsize=10)
+    cb.ax.tick_params(colors="white", labelsize=9)
 
 
 def _boxes(ax, data: np.ndarray, positions: np.ndarray, color: str, width: float):
@@ -135,11 +193,13 @@ def plot_delta_boxplots(deltas: Mapping[str, np.ndarray], n_components: int = 10
 
 
 def plot_skip_ablation(noskip: Mapping[str, np.ndarray], skip: Mapping[str, np.ndarray],
-                       n_components: int = 10, *, normalise: bool = False) -> Figure:
+                       n_components: int = 10, *, normalise: bool = False,
+                       labels: tuple[str, str] = ("without skip", "with skip")) -> Figure:
     """Fig 8: Fig 5 for both architectures side by side per component (without skip blue, with pink).
 
     ``normalise`` divides each model's deltas by that model's median over all components, since the two
-    latent spaces have different scales; the paper compares raw values.
+    latent spaces have different scales; the paper compares raw values. ``labels``: the legend's names of
+    the two (notebook 09 sets the paper's network beside another one).
     """
     names = [n for n in noskip if n in skip]
     fig, axes = plt.subplots(1, len(names), figsize=(4.6 * len(names), 3.4), squeeze=False)
@@ -155,8 +215,8 @@ def plot_skip_ablation(noskip: Mapping[str, np.ndarray], skip: Mapping[str, np.n
         ax.set_title(name)
         ax.set_xlabel("principal component j")
     axes[0, 0].set_ylabel(r"$|a_j(X) - a_j(X')|$" + (" / median" if normalise else ""))
-    handles = [matplotlib.patches.Patch(color=NOSKIP_COLOR, label="without skip"),
-               matplotlib.patches.Patch(color=SKIP_COLOR, label="with skip")]
+    handles = [matplotlib.patches.Patch(color=NOSKIP_COLOR, label=labels[0]),
+               matplotlib.patches.Patch(color=SKIP_COLOR, label=labels[1])]
     axes[0, -1].legend(handles=handles, fontsize=8, loc="upper right")
     fig.tight_layout()
     return fig

@@ -3,7 +3,7 @@
 All logic lives in :func:`explorer_grid` / :func:`render_explorer_png`, which take an :class:`ExplorerState`
 and need no browser or kernel; :func:`build_explorer` only wires widgets to them. CSS classes
 (``lam-slider``, ``lam-text``, ``comp-slider``, ``ncomp-slider``, ``units-dd``, ``literal-cb``,
-``arrows-dd``, ``own-scale-cb``, ``subject-dd``, ``slice-slider``, ``view-dd``, ``explorer-plot``,
+``arrows-dd``, ``picture-dd``, ``own-scale-cb``, ``subject-dd``, ``slice-slider``, ``view-dd``, ``explorer-plot``,
 ``explorer-status``) let the browser tests find the controls.
 
 λ convention: the picture shows ``D(λ u_i) − D(0)`` by default, the deformation the component adds, so
@@ -12,7 +12,11 @@ inputs). ``literal=True`` shows the paper's ``D(λ u_i)`` as decoded (docs/devia
 open run's measured ``|D(0)|``.
 
 Arrows show the motion of the structure by default (:func:`regexplain.registration.spatial.motion_field`), the sampling
-offsets ``u`` with ``arrows="sampling"``; the picture's second title line says which.
+offsets ``u`` (fixed -> moving) with ``arrows="sampling"``; the picture's second title line says which. The
+field can be drawn as a warped grid or a Jacobian-determinant map instead, or all three one above the other
+(``picture``, :data:`PICTURE_CHOICES`), in the same direction. Views are oriented from the images' axis codes
+(:func:`regexplain.registration.spatial.view_orientation`): superior up, anterior up in axial slices, the
+left/right convention stated in the title.
 
 λ grid: ±3σ_i in 0.1σ_i steps for every component, in σ units or in the paper's absolute units (the same
 positions, labelled ``λ = s σ_i``). Fields are decoded in small batches around the requested λ and cached,
@@ -32,15 +36,26 @@ from urllib.parse import parse_qs, urlencode
 import numpy as np
 import torch
 
-from regexplain.registration.spatial import ARROW_MODES, VIEW_AXIS
+from regexplain.registration.spatial import ARROW_MODES, DEFAULT_LR, VIEWS, sampling_jacobian, view_axis
 from regexplain.viz.raster import PanelRow, arrow_step, render_rows_png, zoom_for
-from regexplain.viz.slices import SliceView, auto_arrow_scale, default_index, slice_view
+from regexplain.viz.slices import (
+    PICTURE_NAMES,
+    SliceView,
+    auto_arrow_scale,
+    default_index,
+    jacobian_limit,
+    orientation_caption,
+    picture_caption,
+    slice_view,
+)
 
 #: λ slider range and step in σ units of the selected component (absolute units: times σ_i).
 LAM_RANGE_SIGMA = 3.0
 LAM_STEP_SIGMA = 0.1
 UNITS = ("sigma", "absolute")
-VIEWS = tuple(VIEW_AXIS)
+#: What the explorer draws: arrows, a warped grid, the Jacobian-determinant map, or all three (one row each).
+PICTURE_CHOICES: dict[str, tuple[str, ...]] = {"arrows": ("arrows",), "grid": ("grid",),
+                                               "jacobian": ("jacobian",), "all": ("arrows", "grid", "jacobian")}
 #: At most this many components side by side.
 MAX_SHOWN = 4
 #: Fields decoded per batch around a requested λ (one batch costs about as much as one field).
@@ -135,7 +150,9 @@ class ExplorerState:
     n_shown: int = 1            # components side by side: component .. component + n_shown - 1
     arrows: str = "motion"      # "motion" (where the structure goes) or "sampling" (u itself)
     own_scale: bool = False     # side by side: each component its own arrow length and colour scale
-    axcodes: tuple[str, str, str] | None = None   # image orientation (RAS letters) for the edge letters
+    axcodes: tuple[str, str, str] | None = None   # image orientation (RAS letters): views, flips, letters
+    picture: str = "arrows"     # "arrows", "grid", "jacobian" or "all" (PICTURE_CHOICES)
+    lr: str = DEFAULT_LR        # left/right convention of coronal and axial views
     views: tuple[str, ...] = VIEWS
     indices: dict[str, int] = field(default_factory=dict)
     subject: str = ""
@@ -175,6 +192,18 @@ class ExplorerState:
                                    step=LAM_STEP_SIGMA * self.sigma(i)) for s in (-r, r)]
         return max(float(np.linalg.norm(f, axis=0).max()) for f in fields)
 
+    def view_axis(self, view: str) -> int:
+        """The array axis ``view`` cuts in this state's images (from their axis codes)."""
+        return view_axis(self.axcodes, view)
+
+    def reference_jacobian(self, i: int) -> float:
+        """The Jacobian maps' colour range for component ``i`` (:func:`regexplain.viz.slices.jacobian_limit`
+        over the fields at ±3σ_i), fixed over λ like :meth:`reference_norm`."""
+        r = LAM_RANGE_SIGMA * self.sigma(i)
+        return jacobian_limit([sampling_jacobian(self.cache.field(self.model, self.decomposition, i, s, self.literal,
+                                                                  step=LAM_STEP_SIGMA * self.sigma(i)))
+                               for s in (-r, r)])
+
     def zero_offset(self) -> dict[str, float]:
         """The measured ``|D(0)|`` of the open run, in voxels: mean inside the structure, and largest."""
         zero = self.cache.literal(self.model, self.decomposition, 0, 0.0)
@@ -189,17 +218,28 @@ def _volume(x) -> np.ndarray:
     return np.squeeze(arr).reshape(arr.shape[-3:])
 
 
-def explorer_slice_view(state: ExplorerState, component: int | None = None, view: str | None = None) -> SliceView:
-    """One panel: the moving subject warped by the shown field of ``component`` (default: the state's)."""
+def explorer_slice_view(state: ExplorerState, component: int | None = None, view: str | None = None, *,
+                        sampling_det: np.ndarray | None = None) -> SliceView:
+    """One panel: the moving subject warped by the shown field of ``component`` (default: the state's); with
+    its Jacobian map when the state draws one."""
     i = state.component if component is None else component
     v = view or state.view
-    return slice_view(state.image, state.label, state.displacement(i), v, state.indices.get(v), arrows=state.arrows,
-                      axcodes=state.axcodes)
+    disp = state.displacement(i)
+    jac = "jacobian" in PICTURE_CHOICES[state.picture]
+    if jac and sampling_det is None:
+        sampling_det = sampling_jacobian(disp)
+    return slice_view(state.image, state.label, disp, v, state.indices.get(v), arrows=state.arrows,
+                      axcodes=state.axcodes, lr=state.lr, jacobian=jac, sampling_det=sampling_det)
 
 
 def explorer_grid(state: ExplorerState) -> list[list[SliceView]]:
     """Rows: the shown components; columns: the shown views."""
-    return [[explorer_slice_view(state, i, v) for v in state.views] for i in state.shown()]
+    jac = "jacobian" in PICTURE_CHOICES[state.picture]
+    out = []
+    for i in state.shown():
+        det = sampling_jacobian(state.displacement(i)) if jac else None  # one per field, shared by the views
+        out.append([explorer_slice_view(state, i, v, sampling_det=det) for v in state.views])
+    return out
 
 
 def lam_label(state: ExplorerState, i: int) -> str:
@@ -217,24 +257,34 @@ def render_explorer_png(state: ExplorerState) -> bytes:
     """Draw the explorer's current picture and return it as PNG bytes (what the image widget shows)."""
     grid = explorer_grid(state)
     shown = state.shown()
+    pictures = PICTURE_CHOICES[state.picture]
     zoom = zoom_for([sv.image.shape for sv in grid[0]])
     step = arrow_step(zoom)
     refs = {i: max(state.reference_norm(i), 1e-6) for i in shown}
+    jacs = {i: state.reference_jacobian(i) for i in shown} if "jacobian" in pictures else {}
     shared = max(refs.values())
+    shared_jac = max(jacs.values(), default=2.0)
     ratio = np.asarray(state.decomposition.explained_variance_ratio)
     basis = state.decomposition.meta.get("basis", "pca")
     rows = []
     for i, views in zip(shown, grid, strict=True):
         vmax = refs[i] if state.own_scale else shared
         header = f"component {i + 1} ({basis}) · {ratio[i]:.1%} var. · {lam_label(state, i)}"
-        rows.append(PanelRow(views, header, vmax, auto_arrow_scale(vmax, step)))
-    scale_note = "each component its own arrow scale" if state.own_scale and len(shown) > 1 else \
-        "one arrow scale for every panel"
-    cols = [f"{v} · slice {sv.index} of {state.image.shape[VIEW_AXIS[v]]}"
+        for pic in pictures:
+            rows.append(PanelRow(views, header + ("" if len(pictures) == 1 else f" · {PICTURE_NAMES[pic]}"), vmax,
+                                 auto_arrow_scale(vmax, step), picture=pic,
+                                 jac_limit=jacs.get(i, 2.0) if state.own_scale else shared_jac))
+    scale_note = "each component its own scale" if state.own_scale and len(shown) > 1 else \
+        "one scale for every panel"
+    cols = [f"{v} · slice {sv.index} of {state.image.shape[state.view_axis(v)]}"
             for v, sv in zip(state.views, grid[0], strict=True)]
+    legend = "red: moving contour · gold: warped"
+    if "arrows" in pictures:
+        legend += " · arrows coloured by length, dark red → white"
     titles = [f"{state.subject + ' · ' if state.subject else ''}{what_is_drawn(state)}",
-              f"{ARROW_MODES[state.arrows]}",
-              f"red: moving contour · gold: warped · arrows coloured by length, dark red → white; {scale_note}"]
+              *(picture_caption(pic, state.arrows) for pic in pictures),
+              f"{legend}; {scale_note}",
+              orientation_caption(grid[0])]
     return render_rows_png(rows, col_labels=cols, title_lines=titles, step=step, zoom=zoom)
 
 
@@ -243,16 +293,16 @@ def initial_state(model, decomposition, image, label, **kw) -> ExplorerState:
     img, lab = _volume(image), _volume(label).astype(np.int64)
     state = ExplorerState(model, decomposition, img, lab, **kw)
     for v in VIEWS:
-        state.indices.setdefault(v, default_index(lab, VIEW_AXIS[v]))
+        state.indices.setdefault(v, default_index(lab, state.view_axis(v)))
     if state.index is not None:  # a hand-edited link may name a slice outside the volume
-        state.indices[state.view] = int(np.clip(state.index, 0, img.shape[VIEW_AXIS[state.view]] - 1))
+        state.indices[state.view] = int(np.clip(state.index, 0, img.shape[state.view_axis(state.view)] - 1))
     state.index = state.indices[state.view]
     return state
 
 
 # ------------------------------------------------------------------------------------------- URL state
 
-_KEYS = ("subject", "component", "n", "lam", "units", "literal", "view", "slice", "arrows", "scale")
+_KEYS = ("subject", "component", "n", "lam", "units", "literal", "view", "slice", "arrows", "scale", "picture")
 
 
 def state_query(state: ExplorerState) -> str:
@@ -260,7 +310,7 @@ def state_query(state: ExplorerState) -> str:
     return urlencode({"subject": state.subject, "component": state.component + 1, "n": state.n_shown,
                       "lam": f"{state.lam:g}", "units": state.units, "literal": int(state.literal),
                       "view": state.view, "slice": state.indices.get(state.view, ""), "arrows": state.arrows,
-                      "scale": "own" if state.own_scale else "shared"})
+                      "scale": "own" if state.own_scale else "shared", "picture": state.picture})
 
 
 def parse_query(query: str | None, n_components: int) -> dict[str, Any]:
@@ -270,8 +320,9 @@ def parse_query(query: str | None, n_components: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     conv = {"component": lambda v: min(max(int(v), 1), n_components) - 1, "n": lambda v: min(max(int(v), 1), MAX_SHOWN),
             "lam": parse_lam, "units": lambda v: v if v in UNITS else None, "literal": lambda v: v in ("1", "true"),
-            "view": lambda v: v if v in VIEW_AXIS else None, "slice": int, "subject": str,
-            "arrows": lambda v: v if v in ARROW_MODES else None, "scale": lambda v: v == "own"}
+            "view": lambda v: v if v in VIEWS else None, "slice": int, "subject": str,
+            "arrows": lambda v: v if v in ARROW_MODES else None, "scale": lambda v: v == "own",
+            "picture": lambda v: v if v in PICTURE_CHOICES else None}
     names = {"n": "n_shown", "slice": "index", "scale": "own_scale"}
     for k, v in q.items():
         try:
@@ -349,21 +400,24 @@ def build_explorer(model, decomposition, image, label, *, subjects: dict | None 
     literal_note = W.HTML(f"<span style='font-size:13px'>({_literal_note(state)})</span>")
     arrows = W.Dropdown(options=[("motion of the structure", "motion"), ("sampling offsets u(x)", "sampling")],
                         value=state.arrows, description="arrows")
-    own = W.Checkbox(value=state.own_scale, description="each component its own arrow scale (side by side)",
+    picture = W.Dropdown(options=[("arrows", "arrows"), ("warped grid", "grid"), ("Jacobian determinant", "jacobian"),
+                                  ("all three", "all")], value=state.picture, description="draw")
+    own = W.Checkbox(value=state.own_scale, description="each component its own scale (side by side)",
                      layout=W.Layout(width="auto"), indent=False)
-    view = W.Dropdown(options=list(VIEW_AXIS), value=state.view, description="slice of")
-    sl = W.IntSlider(value=state.indices[state.view], min=0, max=state.image.shape[VIEW_AXIS[state.view]] - 1,
+    view = W.Dropdown(options=list(VIEWS), value=state.view, description="slice of")
+    sl = W.IntSlider(value=state.indices[state.view], min=0, max=state.image.shape[state.view_axis(state.view)] - 1,
                      description="slice", continuous_update=False)
     first = render_explorer_png(state)
     plot = W.Image(value=first, format="png", layout=W.Layout(width="100%", max_width="1240px", height="auto"))
     status = W.HTML()
     for w, cls in ((lam, "lam-slider"), (lam_text, "lam-text"), (comp, "comp-slider"), (nshow, "ncomp-slider"),
-                   (units, "units-dd"), (literal, "literal-cb"), (arrows, "arrows-dd"), (own, "own-scale-cb"),
+                   (units, "units-dd"), (literal, "literal-cb"), (arrows, "arrows-dd"), (picture, "picture-dd"),
+                   (own, "own-scale-cb"),
                    (subj, "subject-dd"), (sl, "slice-slider"), (view, "view-dd"), (plot, "explorer-plot"),
                    (status, "explorer-status")):
         w.add_class(cls)
     rows = [W.HBox([comp, nshow]), W.HBox([lam, lam_text, units]), W.HBox([literal, literal_note]),
-            W.HBox([arrows, own]), W.HBox([view, sl]), status, plot]
+            W.HBox([arrows, picture, own]), W.HBox([view, sl]), status, plot]
     box = W.VBox(([subj] if subjects and len(subjects) > 1 else []) + rows, layout=W.Layout(width="100%"))
     box.explorer_state = state
     box.on_change = []
@@ -375,7 +429,7 @@ def build_explorer(model, decomposition, image, label, *, subjects: dict | None 
         if subjects and subj.value != state.subject:  # a new subject: slices through its structure
             img, lab = subjects[subj.value]
             state.image, state.label, state.subject = _volume(img), _volume(lab).astype(np.int64), subj.value
-            state.indices = {v: default_index(state.label, VIEW_AXIS[v]) for v in VIEWS}
+            state.indices = {v: default_index(state.label, state.view_axis(v)) for v in VIEWS}
             sl.value = state.indices[view.value]
             literal_note.value = f"<span style='font-size:13px'>({_literal_note(state)})</span>"
         sigma_now = state.sigma(comp.value - 1)
@@ -391,13 +445,13 @@ def build_explorer(model, decomposition, image, label, *, subjects: dict | None 
             lam.min, lam.max = -r, r
             lam.description = "λ (σ)" if state.units == "sigma" else "λ (abs.)"
         if view.value != state.view:  # the slider now moves that view's slice
-            sl.max = state.image.shape[VIEW_AXIS[view.value]] - 1
+            sl.max = state.image.shape[state.view_axis(view.value)] - 1
             sl.value = state.indices[view.value]
         elif sl.value != state.indices[state.view]:
             state.indices[state.view] = sl.value
         state.component, state.n_shown, state.lam = comp.value - 1, nshow.value, lam.value
         state.view, state.index, state.literal = view.value, state.indices[view.value], literal.value
-        state.arrows, state.own_scale = arrows.value, own.value
+        state.arrows, state.own_scale, state.picture = arrows.value, own.value, picture.value
         lam_text.value = format_lam(state.lam)
         return True
 
@@ -488,10 +542,11 @@ def build_explorer(model, decomposition, image, label, *, subjects: dict | None 
     box.settle = settle
     if interactive:
         threading.Thread(target=worker, name="explorer-redraw", daemon=True).start()
-        for w in (subj, comp, nshow, lam, units, literal, arrows, own, view, sl):
+        for w in (subj, comp, nshow, lam, units, literal, arrows, picture, own, view, sl):
             w.observe(request, names="value")
         lam_text.observe(on_text, names="value")
     box.controls = {"subject": subj, "component": comp, "n_shown": nshow, "lam": lam, "lam_text": lam_text,
                     "units": units, "literal": literal, "literal_note": literal_note, "arrows": arrows,
+                    "picture": picture,
                     "own_scale": own, "view": view, "slice": sl, "plot": plot, "status": status}
     return box
