@@ -65,6 +65,8 @@ class RandomizeConfig:
     to the minimum as a padded real crop). The loss still compares the un-randomised images."""
     enabled: bool = False
     prob: float = 0.9                 # a volume's appearance is randomised (else kept; its crop box still applies)
+    per_pair: bool = True             # a pair shares its transfer, blur and gamma (bias, noise, box: per volume)
+    ramp_steps: int = 0               # prob rises linearly from 0 over these first steps (0: at once)
     lut_knots: int = 8                # random levels of the intensity transfer function, equally spaced on [0, 1]
     blur_max: float = 1.0             # Gaussian blur sd uniform in [0, blur_max] working voxels
     bias_sd: float = 0.3              # sd of the log of the bias field ...
@@ -261,6 +263,7 @@ def validate(cfg: Config, source: str = "config") -> Config:
     r = d.randomize
     need(0 <= r.prob <= 1 and 0 <= r.crop_prob <= 1, "data.randomize probabilities must lie in [0, 1]")
     need(r.lut_knots >= 2 and r.bias_grid >= 2, "data.randomize.lut_knots and bias_grid must be >= 2")
+    need(r.ramp_steps >= 0, f"data.randomize.ramp_steps must be >= 0, got {r.ramp_steps}")
     need(min(r.blur_max, r.bias_sd, r.noise_max, r.gamma_sd) >= 0, "data.randomize ranges must be >= 0")
     need(len(r.crop_min) == 3 and len(r.crop_max) == 3
          and all(0 < a <= b <= 1 for a, b in zip(r.crop_min, r.crop_max, strict=True)),

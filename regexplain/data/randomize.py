@@ -108,20 +108,36 @@ def crop_boxes(n: int, shape: Sequence[int], lo: Sequence[float], hi: Sequence[f
     return masks[0] & masks[1] & masks[2]
 
 
+def ramp(cfg: RandomizeConfig, step: int) -> float:
+    """The share of ``cfg.prob`` in force at training ``step`` (0-based): rising linearly from 0 to 1 over
+    ``cfg.ramp_steps`` (1 throughout without a ramp), so the network learns to register before it must do so
+    under random appearances."""
+    return 1.0 if cfg.ramp_steps <= 0 else min(1.0, step / cfg.ramp_steps)
+
+
 def randomize(images: torch.Tensor, cfg: RandomizeConfig, generator: torch.Generator | None = None,
-              select: torch.Tensor | None = None) -> torch.Tensor:
+              select: torch.Tensor | None = None, *, strength: float = 1.0) -> torch.Tensor:
     """Random appearance (and crop box) of each volume ``(N, 1, D, H, W)`` in [0, 1]: what the network sees.
 
     Draws are made for all ``N`` volumes; ``select`` (indices) returns only those volumes, randomised as
-    they would be in the whole batch. With probability ``1 - cfg.prob`` a volume keeps its intensities
-    (still cut by its crop box). Returns ``(len(select) or N, 1, D, H, W)`` float in [0, 1].
+    they would be in the whole batch. With ``cfg.per_pair`` the volumes are ``N / 2`` moving then their
+    ``N / 2`` fixed ones, and a pair shares its intensity transfer, blur and gamma (each volume keeps its own
+    bias field, noise and crop box). With probability ``1 - strength * cfg.prob`` a volume (a pair) keeps its
+    intensities (still cut by its crop box). Returns ``(len(select) or N, 1, D, H, W)`` float in [0, 1].
     """
     n, shape, dev = images.shape[0], images.shape[2:], images.device
-    levels = torch.rand((n, cfg.lut_knots), generator=generator)
-    keep = torch.rand(n, generator=generator) >= cfg.prob
-    sigma = _u(n, 0, cfg.blur_max, generator)[:, 0]
+    if cfg.per_pair and n % 2:
+        raise ValueError(f"per-pair randomisation needs moving and fixed volumes (an even count), got {n}")
+    m = n // 2 if cfg.per_pair else n
+
+    def shared(x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, x]) if cfg.per_pair else x
+
+    levels = shared(torch.rand((m, cfg.lut_knots), generator=generator))
+    keep = shared(torch.rand(m, generator=generator) >= strength * cfg.prob)
+    sigma = shared(_u(m, 0, cfg.blur_max, generator)[:, 0])
     noise_sd = _u(n, 0, cfg.noise_max, generator)[:, 0]
-    gamma = torch.exp(cfg.gamma_sd * torch.randn(n, generator=generator))
+    gamma = shared(torch.exp(cfg.gamma_sd * torch.randn(m, generator=generator)))
     bias = bias_field(n, shape, cfg.bias_sd, cfg.bias_grid, generator, dev)
     noise = torch.randn(images.shape, generator=generator).to(dev)
     box = crop_boxes(n, shape, cfg.crop_min, cfg.crop_max, cfg.crop_prob, generator, dev)

@@ -121,7 +121,8 @@ def _load_data(cfg: Config, data):
     return load_splits(cfg.data)
 
 
-def _draw_batch(images, labels, groups, cfg: Config, gen: torch.Generator, share: slice | None = None):
+def _draw_batch(images, labels, groups, cfg: Config, gen: torch.Generator, share: slice | None = None,
+                step: int = 0):
     """Moving/fixed images and one-hot labels of ``batch_size`` random pairs of different subjects,
     augmented (image and label with the same transform; see :func:`pair_augmentation_maps`).
 
@@ -129,7 +130,8 @@ def _draw_batch(images, labels, groups, cfg: Config, gen: torch.Generator, share
     whole batch is drawn either way, so a share holds the very pairs and transforms a single process sees.
 
     Returns moving and fixed as the network sees them (randomised when ``data.randomize.enabled``), their
-    one-hot labels, then moving and fixed un-randomised (what the similarity loss compares).
+    one-hot labels, then moving and fixed un-randomised (what the similarity loss compares). ``step``: the
+    training step (the randomisation's ramp, :func:`regexplain.data.randomize.ramp`).
     """
     from regexplain.data.pairs import random_pairs
 
@@ -144,11 +146,11 @@ def _draw_batch(images, labels, groups, cfg: Config, gen: torch.Generator, share
     oh = one_hot(lab, cfg.data.num_labels)
     seen = img
     if cfg.data.randomize.enabled:   # the network sees random appearances; the loss the images themselves
-        from regexplain.data.randomize import randomize
+        from regexplain.data.randomize import ramp, randomize
 
         full = torch.empty((2 * b, *img.shape[1:]), dtype=img.dtype, device=img.device)
         full[sel.to(img.device)] = img
-        seen = randomize(full, cfg.data.randomize, gen, select=sel)
+        seen = randomize(full, cfg.data.randomize, gen, select=sel, strength=ramp(cfg.data.randomize, step))
     return seen[:n], seen[n:], oh[:n], oh[n:], img[:n], img[n:]
 
 
@@ -349,7 +351,7 @@ class Trainer:
         from regexplain.registration.losses import registration_loss
 
         moving, fixed, m_oh, f_oh, m_img, f_img = _draw_batch(self.images, self.labels, self.groups, self.cfg,
-                                                              gen, self.share)
+                                                              gen, self.share, step)
         moving, fixed = (x.contiguous(memory_format=self.memory_format) for x in (moving, fixed))
         amp = self.device.type == "cuda" and self.cfg.train.amp
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
