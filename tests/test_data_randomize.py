@@ -88,6 +88,23 @@ def test_randomize_draws_for_the_whole_batch_so_a_share_is_the_same():
     np.testing.assert_allclose(none.numpy(), rz.normalize(x).numpy(), atol=1e-6)
 
 
+def test_per_pair_volumes_share_their_contrast_and_the_ramp_starts_from_none():
+    x = _volumes(4, (16, 16, 16))
+    x[2:] = x[:2]                                  # each moving volume equals its fixed one
+    cfg = RandomizeConfig(enabled=True, prob=1.0, per_pair=True, noise_max=0.0, bias_sd=0.0, crop_prob=0.0)
+    out = rz.randomize(x, cfg, torch.Generator().manual_seed(6))
+    np.testing.assert_allclose(out[:2].numpy(), out[2:].numpy(), atol=1e-6)       # same transfer, blur, gamma
+    assert (out[0] - out[1]).abs().mean() > 0.05
+    alone = rz.randomize(x, dataclasses.replace(cfg, per_pair=False), torch.Generator().manual_seed(6))
+    assert (alone[0] - alone[2]).abs().mean() > 0.05                              # drawn per volume
+    with pytest.raises(ValueError, match="even"):
+        rz.randomize(x[:3], cfg)
+    ramped = dataclasses.replace(cfg, ramp_steps=100)
+    assert [rz.ramp(ramped, s) for s in (0, 50, 100, 500)] == [0.0, 0.5, 1.0, 1.0] and rz.ramp(cfg, 0) == 1.0
+    first = rz.randomize(x, cfg, torch.Generator().manual_seed(6), strength=rz.ramp(ramped, 0))
+    np.testing.assert_allclose(first.numpy(), rz.normalize(x).numpy(), atol=1e-6)  # step 0: inputs as they are
+
+
 def test_a_training_batch_feeds_randomised_inputs_and_clean_targets():
     cfg = load_config("smoke", "hippocampus")
     n, shape = 6, tuple(cfg.data.shape)

@@ -307,3 +307,18 @@ def build_from_packages(out: str | Path, *, search: Sequence[str | Path] = (), *
     if not found.usable:
         raise DataError(found.why_not())
     return build_real_anatomy(out, found.templates, found.atlas, **kw), found
+
+
+def ensure(out: str | Path, *, search: Sequence[str | Path] = ()) -> str:
+    """The real-anatomy check's folder at ``out``: kept when it holds a dataset, else built from the
+    installed packages; without them nothing is written. Returns one line saying which (the main job's
+    notebooks print it, so a missing package is named, never an error)."""
+    out = Path(out)
+    if (out / "dataset.json").is_file():
+        return f"{out}: real-anatomy crops present"
+    found = find_sources(search)
+    if not found.usable:
+        return f"real-anatomy check skipped: {found.why_not()}"
+    build_real_anatomy(out, found.templates, found.atlas)
+    return (f"{out}: real-anatomy crops built from " + ", ".join(s.name for s, _ in found.templates)
+            + (f" (not found: {'; '.join(found.missing)})" if found.missing else ""))
