@@ -80,7 +80,8 @@ def score_coefficients(deltas: Mapping[str, np.ndarray], coeffs_train: np.ndarra
     ``subspace``: per transform, ``{"best k": {"share", "null_variance_matched_p95", "null_rotation_p95"}}`` for
     k in :data:`regexplain.analysis.scores.SUBSPACE_DIMS`. Nulls: the read-outs in ``n_null`` random bases of
     the same subspace with matched variances (``null_variance_matched_p95``, the one the verdict uses) and
-    plainly rotated (``null_rotation_p95``, shown beside it); the best single-component R² in ``max(n_null // 4, 20)`` matched-variance bases (seed + 1).
+    plainly rotated (``null_rotation_p95``, shown beside it); the best single-component R² in
+    ``max(n_null // 4, 20)`` matched-variance bases (seed + 1).
 
     ``deltas``: transform name -> ``(N, K)`` signed changes; ``variance_ratio``: ``(K,)`` explained variance
     ratios; ``factors_val``: factor name -> ``(N_val,)`` true values (phantoms), or ``None``.
