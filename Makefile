@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PROFILE ?= quick
 export MPLBACKEND := Agg
 
-.PHONY: venv reproduce study test test-fast figures sync lab bench lint browser clean gpu-check realcheck
+.PHONY: venv reproduce study test test-fast figures sync lab bench lint browser clean gpu-check pretrained realcheck
 
 # torch is installed first and pinned to the CPU wheel, so nothing later pulls CUDA wheels.
 $(STAMP): pyproject.toml
@@ -29,6 +29,12 @@ reproduce: venv
 # PROFILE=fast (here and for reproduce): half the steps on a cosine rate, within issue 21's time goals on 2 cores.
 study: venv
 	$(BIN)/regexplain study --profile $(PROFILE)
+
+# Re-make the trained quick models shipped in regexplain/weights (reuses finished runs under runs/quick/;
+# `regexplain pretrained make --force` trains them again), then check them as the tests do.
+pretrained: venv
+	$(BIN)/regexplain pretrained make --profile quick
+	$(BIN)/regexplain pretrained check
 
 # Debian's Chromium for the browser test of the explorer app (never a downloaded browser build).
 browser:

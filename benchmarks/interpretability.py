@@ -15,7 +15,7 @@ import json
 import time
 from pathlib import Path
 
-from regexplain.analysis.latent import Decomposition, encode_volumes
+from regexplain.analysis.inputs import encode_splits, fit_decomposition
 from regexplain.analysis.report import interpretability_report
 from regexplain.data.synthetic import read_factors
 from regexplain.io import write_json
@@ -28,9 +28,8 @@ def run_report(run: str, data: str | None, k: int | None, args) -> dict:
     opened = open_run(run, device=select_device(args.device), data={"root": str(data)} if data else None,
                       progress=False)
     model, cfg, train, val = opened.model, opened.cfg, opened.train, opened.val
-    z = encode_volumes(model, train.images)
-    k = min(k or cfg.latent.n_components, len(train.ids) - 1)
-    dec = Decomposition.fit(z, k, latent_shape=model.latent_shape(train.images.shape[2:]))
+    codes = encode_splits(model, train)
+    dec = fit_decomposition(model, codes, k or cfg.latent.n_components)
     t0 = time.perf_counter()
     rep = interpretability_report(model, dec, train, val, read_factors(cfg.data.root), k_info=args.k_info,
                                   n_null=args.n_null, n_boot=args.n_boot, seed=args.seed,

@@ -55,4 +55,5 @@ Markdown(table_markdown("explained_variance", rows))
 
 # %%
 save_results(FIGURES_DIR, "03_decompose", {"explained_variance": rows},
+             models={name: run.origin for name, run in models.items()},
              explained_variance_ratio={name: s["explained_variance_ratio"] for name, s in summary.items()});

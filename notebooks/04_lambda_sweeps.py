@@ -251,6 +251,7 @@ for run, name in ((hip, "hippocampus"), (lung, "lung")):
 
 # %%
 save_results(FIGURES_DIR, "04_lambda_sweeps", {},
+             models={run.name: run.origin for run in (hip, lung) if run is not None},
              lam_sigma=LAM_SIGMA, hippocampus_sigma_first4=hip.decomposition.sigma[:4].tolist(),
              hippocampus_zero_offset_voxels=zero_offset(hip)[0],
              **({} if lung is None else {"lung_sigma_first4": lung.decomposition.sigma[:4].tolist(),

@@ -42,4 +42,5 @@ rows = readout_rows("hippocampus_noskip", full)
 Markdown(table_markdown("case_study", rows))
 
 # %%
-save_results(FIGURES_DIR, "05_case_study", {"case_study": rows}, details={"hippocampus_noskip": full});
+save_results(FIGURES_DIR, "05_case_study", {"case_study": rows}, details={"hippocampus_noskip": full},
+             models={hip.name: hip.origin});

@@ -47,4 +47,5 @@ rows = [r for name, d in deltas.items()
 Markdown(table_markdown("case_study", rows))
 
 # %%
-save_results(FIGURES_DIR, "06_skip_ablation", {"case_study": rows});
+save_results(FIGURES_DIR, "06_skip_ablation", {"case_study": rows},
+             models={name: run.origin for name, run in models.items()});

@@ -23,7 +23,7 @@ from regexplain import __version__, interrupts
 from regexplain.config import ConfigError
 from regexplain.errors import Interrupted, RegexplainError
 
-COMMAND_MODULES = ("data", "train", "latent", "match", "reproduce", "study", "explore")
+COMMAND_MODULES = ("data", "train", "latent", "network", "match", "reproduce", "study", "explore", "pretrained")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,7 +24,8 @@ PROFILE_DIR = Path(__file__).parent / "profiles"
 PRECISIONS = ("float32", "bfloat16")  # inference precisions of RegistrationNet.register
 ACTIVATIONS = ("sigmoid", "softplus")    # decoder gradient activations (see regexplain.registration.model)
 LR_SCHEDULES = ("constant", "cosine")              # train.lr_schedule, the authors' first (registration.train)
-SMOOTHNESS = ("l1_identity", "squared_diff")   # smoothness terms, the default first (registration.losses)
+SMOOTHNESS = ("l1_identity", "squared_diff", "displacement_l2")   # smoothness terms, the default first
+                                                                 # (registration.losses)
 LNCC_FLAT = ("voxelmorph", "monai")            # LNCC's guard against flat windows (see regexplain.registration.losses)
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")   # the network's tensors in training
 #: the seed study's defaults (regexplain.analysis.study; here so that the CLI reads them without importing torch)
@@ -35,6 +36,31 @@ BASES = ("pca", "ica", "sparse_pca", "sefa", "supervised", "random_orthonormal")
 #: components `regexplain match` compares by default (regexplain.analysis.matching; here for the torch-free CLI)
 MATCH_COMPONENTS = 8
 PHANTOM_REGIMES = ("calibrated", "pose", "msd_like")   # regexplain.data.synthetic.REGIMES (kept in sync by a test)
+#: MONAI's defaults that set a family's downsamplings (regexplain.adapters.families uses the same)
+VOXELMORPH_CHANNELS = (16, 32, 32, 32, 32, 32)
+VXM_FEATURES = (16, 16, 16, 16, 16)     # voxelmorph's own VxmPairwise (nb_features: one max-pooling each)
+LOCALNET_LEVELS = (0, 1, 2, 3)
+#: model families (regexplain.adapters.families builds them): the paper's network, MONAI's VoxelMorph and
+#: LocalNet, or any network a factory function returns ("package.module:function")
+FAMILIES = ("regexplain", "monai_voxelmorph", "monai_localnet", "voxelmorph", "factory")
+#: what a family other than regexplain changes in a profile's recipe: displacement networks are regularised
+#: by VoxelMorph's diffusion term at VoxelMorph's weight for a correlation loss (lambda = 1); the paper's
+#: smoothness reads the gradients their decoder does not predict (docs/deviations.md)
+FAMILY_RECIPE: dict[str, Any] = {"loss": {"smoothness": "displacement_l2", "smooth": 1.0}}
+
+
+def family_overrides(family: str) -> dict[str, Any]:
+    """Config overrides that train ``family`` (:data:`FAMILIES`) on any profile: the family itself and, for
+    every family but regexplain's, :data:`FAMILY_RECIPE` (``docs/deviations.md``)."""
+    if family == FAMILIES[0]:
+        return {"model": {"family": family}}
+    return {"model": {"family": family}, **copy.deepcopy(FAMILY_RECIPE)}
+
+#: how a HookAdapter reaches a network (regexplain.adapters.hooks): the bottleneck's output or input, the network
+#: called with the pair or the concatenated pair, and what its output is
+ADAPTER_HOOKS = ("output", "input")
+ADAPTER_INPUTS = ("pair", "concat")
+ADAPTER_OUTPUTS = ("displacement", "sampling_map", "grid")
 
 
 
@@ -96,13 +122,33 @@ class DataConfig:
 
 
 @dataclass
+class AdapterConfig:
+    """How regexplain reaches a network that is not its own (``model.family`` other than ``regexplain``;
+    :mod:`regexplain.adapters`). The monai families need only ``kwargs`` (their constructor's arguments);
+    ``factory`` names any other network, and the rest says where its code is and what its output means."""
+    factory: str = ""                # family "factory": "package.module:function" returning the network (an
+                                     # nn.Module, or a RegistrationAdapter used as it is)
+    kwargs: dict[str, Any] = field(default_factory=dict)   # the factory's / MONAI class's keyword arguments
+    bottleneck: str = ""             # module whose output (hook: input) is the code, e.g. "backbone.net.0.1..."
+    hook: str = ADAPTER_HOOKS[0]     # output | input
+    inputs: str = ADAPTER_INPUTS[0]  # pair: network(moving, fixed); concat: network(cat([moving, fixed], 1))
+    output: str = ADAPTER_OUTPUTS[0]   # displacement (voxels) | sampling_map (voxels) | grid (grid_sample's)
+    output_key: str = ""             # the deformation's part of a tuple / dict / dataclass output: "1", "phi_mf"
+    call: int = 0                    # which call of the bottleneck module in one forward pass
+    divisor: int = 1                 # working-shape sizes must be multiples of it (2 ** downsamplings)
+
+
+@dataclass
 class ModelConfig:
+    family: str = FAMILIES[0]        # regexplain (the paper's network) | monai_voxelmorph | monai_localnet |
+                                     # voxelmorph (VoxelMorph's own VxmPairwise) | factory
     channels: tuple[int, ...] = (8, 16, 32, 32)  # one entry per level; downsamplings = len - 1
     skip_connections: bool = False
     negative_slope: float = 0.2
     activation: str = "sigmoid"      # authors' 2*sigmoid, gradients in (0, 2); "softplus": softplus/ln 2
     convs_per_level: tuple[int, ...] = ()    # authors' nb_Convs; their --classic-vnet: [1, 2, 3, 2, 2, 2]
     deep_supervision: bool = False   # authors' --deep-supervision: coarse levels predict maps too
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)   # families other than regexplain
 
 
 @dataclass
@@ -110,7 +156,8 @@ class LossConfig:
     sim: float = 1.0        # LNCC
     seg: float = 1.0        # soft Dice
     smooth: float = 0.1     # alpha
-    smoothness: str = SMOOTHNESS[0]   # authors' L1(sigmoid output, 1/2); "squared_diff": |grad g|^2
+    smoothness: str = SMOOTHNESS[0]   # authors' L1(sigmoid output, 1/2); "squared_diff": |grad g|^2;
+                                      # "displacement_l2": VoxelMorph's Grad('l2') of the displacement
     jac: float = 0.0        # beta (paper: 1 lung, 0 hippocampus)
     deep_terms: tuple[str, ...] = ("sim",)   # with model.deep_supervision: terms averaged over the levels
                                              # (authors: the image similarity only); may add "seg"
@@ -155,14 +202,30 @@ class Config:
 
     @property
     def depth(self) -> int:
-        """Number of stride-2 downsamplings."""
+        """Number of stride-2 downsamplings of regexplain's network (``model.channels``)."""
         return len(self.model.channels) - 1
 
+    @property
+    def divisor(self) -> int:
+        """Every working-shape size must be a multiple of it: ``2 ** downsamplings`` of the model's family
+        (MONAI's VoxelMorph: one per pair of ``channels``; LocalNet: ``max(extract_levels)``)."""
+        m = self.model
+        if m.family == "regexplain":
+            return 2 ** self.depth
+        if m.family == "monai_voxelmorph":
+            return 2 ** (len(m.adapter.kwargs.get("channels", VOXELMORPH_CHANNELS)) // 2)
+        if m.family == "monai_localnet":
+            return 2 ** max(m.adapter.kwargs.get("extract_levels", LOCALNET_LEVELS))
+        if m.family == "voxelmorph":
+            return 2 ** len(m.adapter.kwargs.get("nb_features", VXM_FEATURES))
+        return max(1, int(m.adapter.divisor))
 
-def _merge(base: dict, over: dict) -> dict:
+
+def merge_overrides(base: dict, over: dict) -> dict:
+    """``base`` with the nested mapping ``over`` merged in (sections merge key by key; other values replace)."""
     out = copy.deepcopy(base)
     for k, v in (over or {}).items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = merge_overrides(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 
@@ -221,10 +284,12 @@ def validate(cfg: Config, source: str = "config") -> Config:
     need(d.dataset in DATASETS, f"data.dataset must be one of {tuple(DATASETS)}, got {d.dataset!r}")
     need(len(m.channels) >= 2 and all(c > 0 for c in m.channels),
          f"model.channels needs at least two positive entries, got {list(m.channels)}")
-    f = 2 ** cfg.depth
+    _validate_adapter(m, need)
+    f = cfg.divisor
     need(all(s > 0 and s % f == 0 for s in d.shape),
-         f"data.shape {list(d.shape)} must be divisible by 2^{cfg.depth} = {f} "
-         f"({cfg.depth} downsamplings from model.channels)")
+         f"data.shape {list(d.shape)} must be divisible by 2^{f.bit_length() - 1} = {f} "
+         f"({f.bit_length() - 1} downsamplings from "
+         f"{'model.channels' if m.family == 'regexplain' else 'model family ' + m.family})")
     need(d.phantom_regime in PHANTOM_REGIMES,
          f"data.phantom_regime must be one of {PHANTOM_REGIMES}, got {d.phantom_regime!r}")
     need(not m.convs_per_level or (len(m.convs_per_level) >= cfg.depth and min(m.convs_per_level) >= 1),
@@ -274,6 +339,30 @@ def validate(cfg: Config, source: str = "config") -> Config:
     return cfg
 
 
+def _validate_adapter(m: ModelConfig, need) -> None:
+    a = m.adapter
+    need(m.family in FAMILIES, f"model.family must be one of {FAMILIES}, got {m.family!r}")
+    need(isinstance(a.kwargs, dict) and all(isinstance(k, str) for k in a.kwargs),
+         f"model.adapter.kwargs must be a mapping of argument names, got {a.kwargs!r}")
+    need(a.hook in ADAPTER_HOOKS, f"model.adapter.hook must be one of {ADAPTER_HOOKS}, got {a.hook!r}")
+    need(a.inputs in ADAPTER_INPUTS, f"model.adapter.inputs must be one of {ADAPTER_INPUTS}, got {a.inputs!r}")
+    need(a.output in ADAPTER_OUTPUTS, f"model.adapter.output must be one of {ADAPTER_OUTPUTS}, got {a.output!r}")
+    need(a.call >= 0 and a.divisor >= 1, f"model.adapter.call must be >= 0 and divisor >= 1, got {a.call}, "
+         f"{a.divisor}")
+    if m.family == "factory":
+        mod, _, fn = a.factory.partition(":")
+        need(bool(mod) and bool(fn) and all(p.isidentifier() for p in (*mod.split("."), fn)),
+             f"model.adapter.factory must read 'package.module:function', got {a.factory!r}")
+    if m.family == "monai_voxelmorph":
+        ch = a.kwargs.get("channels", VOXELMORPH_CHANNELS)
+        need(isinstance(ch, (list, tuple)) and len(ch) >= 2 and len(ch) % 2 == 0,
+             f"model.adapter.kwargs.channels of monai_voxelmorph must be an even number of channels, got {ch!r}")
+    if m.family == "monai_localnet":
+        lv = a.kwargs.get("extract_levels", LOCALNET_LEVELS)
+        need(isinstance(lv, (list, tuple)) and len(lv) >= 1 and all(isinstance(v, int) and v >= 0 for v in lv),
+             f"model.adapter.kwargs.extract_levels of monai_localnet must be levels >= 0, got {lv!r}")
+
+
 def profile_path(profile: str | Path) -> Path:
     p = Path(profile)
     if p.suffix in (".yaml", ".yml"):
@@ -308,7 +397,8 @@ def _read_profile(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     if base_path.resolve() in {p.resolve() for p in (*chain, path)}:
         raise ConfigError(f"{path}: 'extends: {base}' makes a cycle")
     below = _read_profile(base_path, (*chain, path))
-    return _merge(below, {k: v for k, v in raw.items() if v is not None})   # an empty section keeps the base's
+    # an empty section keeps the base's
+    return merge_overrides(below, {k: v for k, v in raw.items() if v is not None})
 
 
 def load_config(profile: str | Path = "quick", dataset: str = "hippocampus",
@@ -325,12 +415,12 @@ def load_config(profile: str | Path = "quick", dataset: str = "hippocampus",
         if not isinstance(raw.get(section) or {}, dict):
             raise ConfigError(f"{path}: section '{section}' must be a mapping, got "
                               f"{type(raw[section]).__name__}")
-    values = _merge(raw.get("common") or {}, raw.get(dataset) or {})
+    values = merge_overrides(raw.get("common") or {}, raw.get(dataset) or {})
     spec, data = DATASETS[dataset], values.setdefault("data", {})
     for key, value in (("root", f"data/{dataset}"), ("num_labels", spec.num_labels),
                        ("n_subjects", spec.synth_count)):
         data.setdefault(key, value)     # a dataset without a profile section still gets its own folder
-    values = _merge(values, overrides or {})
+    values = merge_overrides(values, overrides or {})
     values.setdefault("data", {})["dataset"] = dataset
     values["profile"] = path.stem
     return validate(_build(Config, values, "config", str(path)), str(path))
@@ -342,7 +432,7 @@ def override(cfg: Config, overrides: dict[str, Any] | None, source: str = "overr
     itself is unchanged."""
     if not overrides:
         return cfg
-    return config_from_dict(_merge(asdict(cfg), overrides), source=source)
+    return config_from_dict(merge_overrides(asdict(cfg), overrides), source=source)
 
 
 def config_from_dict(values: dict[str, Any], source: str = "checkpoint") -> Config:

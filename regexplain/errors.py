@@ -37,6 +37,11 @@ class ConfigError(RegexplainError, ValueError):
     """A configuration value is missing, of the wrong type or impossible."""
 
 
+class AdapterError(RegexplainError, ValueError):
+    """A network cannot be reached through an adapter (no such module, an output that is not a displacement
+    or a grid, a code of the wrong shape, a factory that cannot be imported...)."""
+
+
 class ExplorerUnavailable(RegexplainError):
     """The decomposition (or the checkpoint / data it names) cannot be opened."""
 

@@ -64,6 +64,13 @@ def _interval(r: Mapping[str, Any]) -> str:
     return f"{number(m['mean'])} [{number(m['lo'])}, {number(m['hi'])}] ({m['n']})"
 
 
+def _readout_cell(r: Mapping[str, Any]) -> str:
+    """``r 3.1 (2.4) · t 1.2 (3.0) · s ...``: each case-study transform's read-out (``readout_<transform>``)
+    with its null's 95th percentile (``readout_<transform>_null``)."""
+    return " · ".join(f"{t[0]} {number(r[f'readout_{t}'])} ({number(r.get(f'readout_{t}_null'))})"
+                      for t in ("rotation", "translation", "scaling") if r.get(f"readout_{t}") is not None)
+
+
 def _stability(r: Mapping[str, Any]) -> str:
     """The verdict with each seed left out (:func:`regexplain.analysis.study.leave_one_out`), ``–`` without one."""
     alt = r.get("without_seed")
@@ -150,6 +157,23 @@ TABLES: dict[str, Table] = {
                            note="The random orthonormal basis (the null) and the supervised directions (fitted on "
                                 "the very factors scored, an upper bound) are left out of the contest; every "
                                 "basis' own null is in the table above."),
+    "networks": Table(
+        "The paper's method on other networks (notebook 09)", (
+            Column("network", "network"), Column("parameters", "parameters"),
+            Column("dice_after", "Dice before → after",
+                   fmt=lambda r: f"{number(r['dice_before'])} → {number(r['dice_after'])}"),
+            Column("explained_K", "explained variance K / first 4",
+                   fmt=lambda r: f"{number(r['explained_K'])} / {number(r['explained_first4'])} (K = {r['K']})"),
+            Column("readout", "Fig 5 top / second: rotation · translation · scaling (null 95 %)",
+                   fmt=lambda r: _readout_cell(r)),
+            Column("bottleneck_share", "bottleneck share (untrained)",
+                   fmt=lambda r: f"{number(r['bottleneck_share'])} ({number(r['bottleneck_share_untrained'])})"),
+            Column("skip_share", "skip share")),
+        key=("network",),
+        note="Bottleneck share: 1 - Σ|u - u_b|² / Σ|u|² over validation pairs, u the pair's deformation and u_b "
+             "the one its code gives along the K components with the skip features of the identity pair "
+             "(docs/your_network.md); skip share: the same for the skip features alone. Untrained: the same "
+             "architecture with fresh weights and its own PCA."),
     "cross_seed": Table("Beyond the paper: the same transformation across trainings",
                         _cols(("model", "model"), ("component", "component"), ("similarity", "matched cosine", 3),
                               ("null_p95", "random-basis null 95 %", 3)),

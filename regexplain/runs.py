@@ -19,15 +19,23 @@ from regexplain.config import Config, load_config
 from regexplain.errors import CheckpointError, UsageError
 
 if TYPE_CHECKING:   # torch-heavy modules, imported when a run is opened
+    from torch import nn
+
     from regexplain.analysis.latent import Decomposition
     from regexplain.data.pairs import VolumeSet
-    from regexplain.registration.model import RegistrationNet
 
 #: run name -> (dataset, skip connections): the paper's three trained models
 MODELS: dict[str, tuple[str, bool]] = {
     "hippocampus_noskip": ("hippocampus", False),
     "hippocampus_skip": ("hippocampus", True),
     "lung_noskip": ("lung", False),
+}
+
+#: other networks explained the paper's way (notebook 09): run name -> (dataset, model family, the family's
+#: constructor arguments); trained with the profile's recipe and ``config.family_overrides(family)``
+NETWORKS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "hippocampus_voxelmorph": ("hippocampus", "monai_voxelmorph", {}),     # MONAI's defaults (VoxelMorph 2)
+    "hippocampus_localnet": ("hippocampus", "monai_localnet", {"num_channel_initial": 8}),   # a CPU budget
 }
 
 #: The paper's numbers (Estienne et al. 2021, sections 3.3 and 4).
@@ -51,17 +59,24 @@ def _data_root(cfg_root: str, data_dir: str | Path) -> Path:
 
 
 def model_config(profile: str, name: str, data_dir: str | Path = "data", seed: int | None = None) -> Config:
-    """The config of one of the :data:`MODELS` under ``profile``, its data root under ``data_dir``.
+    """The config of one of the :data:`MODELS` or :data:`NETWORKS` under ``profile``, its data root under
+    ``data_dir``.
 
     Raises:
-        UsageError: ``name`` is not one of :data:`MODELS`.
+        UsageError: ``name`` is not one of :data:`MODELS` or :data:`NETWORKS`.
     """
-    if name not in MODELS:
-        raise UsageError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
-    dataset, skip = MODELS[name]
+    from regexplain.config import family_overrides, merge_overrides
+
+    if name in MODELS:
+        dataset, skip = MODELS[name]
+        model: dict[str, Any] = {"model": {"skip_connections": skip}}
+    elif name in NETWORKS:
+        dataset, family, kwargs = NETWORKS[name]
+        model = merge_overrides(family_overrides(family), {"model": {"adapter": {"kwargs": dict(kwargs)}}})
+    else:
+        raise UsageError(f"unknown model {name!r}; expected one of {sorted(MODELS) + sorted(NETWORKS)}")
     base = load_config(profile, dataset)
-    over: dict[str, Any] = {"model": {"skip_connections": skip},
-                            "data": {"root": str(_data_root(base.data.root, data_dir))}}
+    over: dict[str, Any] = {**model, "data": {"root": str(_data_root(base.data.root, data_dir))}}
     if seed is not None:
         over["train"] = {"seed": int(seed)}
     return load_config(profile, dataset, over)
@@ -186,12 +201,13 @@ def ensure_decomposition(rd: str | Path, *, data=None, force: bool = False, basi
 class Run:
     """One trained model with its data splits and, when asked for, its decomposition."""
     name: str
-    model: RegistrationNet     # eval mode
+    model: nn.Module           # eval mode: regexplain's RegistrationNet, or an adapter (regexplain.adapters)
     cfg: Config                # the checkpoint's config, data overrides applied
     train: VolumeSet
     val: VolumeSet
     decomposition: Decomposition | None
     run_dir: Path
+    origin: str = "trained"    # or "pretrained <run name> <sha256 prefix>": a shipped model (regexplain.pretrained)
 
 
 def run_splits(cfg: Config, data: dict[str, Any] | None = None, *, source: str = "command line",
@@ -230,10 +246,31 @@ def load_run(profile: str, name: str, runs_dir: str | Path = "runs", data_dir: s
     """Open one of the main job's :data:`MODELS` (CPU, eval mode) with its splits and its decomposition in
     ``basis``; its data are read from ``data_dir`` on this machine, not from where it was trained."""
     rd = run_dir(runs_dir, profile, name)
+    root: str | None = model_config(profile, name, data_dir).data.root
+    origin = "trained"
     if not run_finished(rd):
-        raise CheckpointError(f"{rd}: no finished training run; run `regexplain reproduce --profile {profile}`")
-    root = model_config(profile, name, data_dir).data.root
-    run = open_run(rd, device="cpu", data={"root": root}, decomposition=True, basis=basis,
-                   source=f"{profile} {name}")
-    run.name = name
+        shipped = _shipped(profile, name)
+        if shipped is None:
+            raise CheckpointError(f"{rd}: no finished training run; run `regexplain reproduce --profile {profile}`")
+        from regexplain.pretrained import materialize, origin_line
+
+        if not dataset_present(root):
+            root = None                 # the shipped model's check phantoms, synthesised in the cache
+        rd = materialize(name, data=root)
+        print(f"No trained run at {run_dir(runs_dir, profile, name)}: {origin_line(name, rd)}.")
+        origin = f"pretrained {name} {shipped['sha256']['weights.pt'][:12]}"
+    run = open_run(rd, device="cpu", data={"root": root} if root else None, decomposition=True, basis=basis,
+                   source=f"{profile} {name}", progress=False)
+    run.name, run.origin = name, origin
     return run
+
+
+def _shipped(profile: str, name: str) -> dict[str, Any] | None:
+    """The manifest entry of a shipped model that stands for run ``name`` of ``profile``, if any."""
+    from regexplain.pretrained import read_manifest
+
+    try:
+        entry = read_manifest().get(name)
+    except CheckpointError:
+        return None
+    return entry if entry is not None and entry.get("profile") == profile else None

@@ -65,10 +65,24 @@ def summary_lines(results: Mapping[str, Any]) -> list[str]:
         rows.append([f"explained variance, {MODEL_NAMES.get(name, name)}: all K / first 4",
                      f"{_f(e.get('total'))} (K = {e.get('K', '–')}) / **{_f(e.get('first4'))}**",
                      f"{_f(p.get('K32'))} (K = 32) / {_f(p.get('first4'))}" if p else "–"])
-    lines = ["## At a glance", ""]
+    lines = ["## At a glance", ""] + _model_lines(results)
     if rows:
         lines += _table(["", "measured here", "paper"], rows) + [""]
     return lines + _claim_lines(results)
+
+
+def _model_lines(results: Mapping[str, Any]) -> list[str]:
+    """Which models the numbers come from: trained by this job, or the shipped pretrained ones (the notebooks
+    record ``models``: name -> ``Run.origin``)."""
+    origins: dict[str, str] = {}
+    for saved in results.values():
+        if isinstance(saved, Mapping) and isinstance(saved.get("models"), Mapping):
+            origins.update(saved["models"])
+    if not origins:
+        return []
+    text = {name: ("trained by this job" if o == "trained" else "the shipped pretrained model "
+                   + o.split()[-1] + " (regexplain/weights/manifest.json)") for name, o in origins.items()}
+    return ["Models: " + "; ".join(f"{MODEL_NAMES.get(n, n)}: {t}" for n, t in sorted(text.items())) + ".", ""]
 
 
 def _claim_lines(results: Mapping[str, Any]) -> list[str]:

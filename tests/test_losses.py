@@ -221,9 +221,10 @@ def test_lncc_on_augmented_zero_padded_pair_matches_float64_reference():
     an, bn = a[0, 0].numpy(), b[0, 0].numpy()
     ref = _lncc_brute(an, bn, 9)
     np.testing.assert_allclose(L.lncc_map(a, b, 9)[0, 0].numpy(), ref, atol=1e-9)
-    # float32, as training runs: per voxel to float32 cancellation in flat windows; the loss to 1e-5
+    # float32, as training runs: per voxel to float32 cancellation in flat windows (up to 1.02e-4 on an AVX2
+    # EPYC, the summed-volume tables' rounding depends on the kernels), the loss to 1e-5
     cc = L.lncc_map(a.float(), b.float(), 9)[0, 0].double().numpy()
-    np.testing.assert_allclose(cc, ref, atol=1e-4)
+    np.testing.assert_allclose(cc, ref, atol=2e-4)
     assert cc.mean() == pytest.approx(ref.mean(), abs=1e-5)
     # MONAI's guard: each variance floored at eps, no eps added to the product
     p = 4

@@ -1,4 +1,4 @@
-"""The README's "your own folder" walkthrough, run through the CLI on a small REAL MRI: the brain T1
+"""docs/usage.md's "your own folder" walkthrough, run through the CLI on a small REAL MRI: the brain T1
 (33 x 41 x 25 voxels of 2 mm) that nibabel ships in its wheel (``nibabel/tests/data/anatomical.nii``;
 read from the installed package, nothing downloaded). Six "subjects" are shifted crops of it, labelled by
 intensity (1: dark CSF / ventricles, 2: bright white matter) -- real anatomy, real scanner noise, in the

@@ -113,9 +113,10 @@ def affine_null(model, dec: Decomposition, n: int, mask, n_null: int, seed: int)
     """Affine score of random orthonormal directions of the PCA subspace, decoded at matched strengths
     (direction ``j`` at ``sigma_j``, like component ``j``)."""
     n = min(n, dec.n_components)
-    zero = spatial.map_to_displacement(decode_codes(model, np.zeros((1, *dec.latent_shape), np.float32)))
+    zero = spatial.map_to_displacement(decode_codes(model, np.zeros((1, *dec.latent_shape), np.float32),
+                                                    reference=dec.reference))
     return random_affine_scores(dec, n, mask, n_null, seed, lambda dirs: spatial.map_to_displacement(
-        decode_codes(model, dirs.reshape(n, *dec.latent_shape))) - zero)
+        decode_codes(model, dirs.reshape(n, *dec.latent_shape), reference=dec.reference)) - zero)
 
 
 def random_affine_scores(dec: Decomposition, n: int, mask, n_null: int, seed: int,

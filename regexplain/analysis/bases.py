@@ -98,10 +98,12 @@ def sefa_directions(weight: np.ndarray, k: int) -> np.ndarray:
 def _sefa(latents, k, latent_shape, model=None, **_):
     if model is None:
         raise ValueError("basis 'sefa' needs the model (its decoder's first layer)")
-    first = model.decoder.ups[0][0]
+    from regexplain.adapters import as_adapter
+
+    weight = as_adapter(model).code_weight()             # the first decoder layer reading the code
     c, *spatial = latent_shape
     k = min(k, c)
-    v = sefa_directions(first.weight.detach().cpu().numpy(), k)            # (k, C)
+    v = sefa_directions(weight.detach().cpu().numpy(), k)            # (k, C)
     rows = np.repeat(v[:, :, None], int(np.prod(spatial)), axis=2).reshape(k, -1)
     return _from_rows("sefa", rows, latents, latent_shape, {"layer": "decoder.ups.0.0 (ConvTranspose3d)"})
 

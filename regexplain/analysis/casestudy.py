@@ -63,8 +63,9 @@ def case_study_deltas(model, dec: Decomposition, images: torch.Tensor,
     """Signed coefficient changes ``a(X') - a(X)``, ``(N, K)`` per transform name. ``base``: the
     coefficients ``a(X)`` when the caller has them already (encoded otherwise)."""
     transforms = case_study_transforms(images.shape[2:]) if transforms is None else transforms
-    base = dec.project(encode_volumes(model, images, batch_size)) if base is None else base
-    return {name: dec.project(encode_volumes(model, transform_volumes(images, phi), batch_size)) - base
+    base = dec.project(encode_volumes(model, images, batch_size, reference=dec.reference)) if base is None else base
+    return {name: dec.project(encode_volumes(model, transform_volumes(images, phi), batch_size,
+                                                reference=dec.reference)) - base
             for name, phi in transforms.items()}
 
 
@@ -132,7 +133,7 @@ def selectivity_by_strength(model, dec: Decomposition, images: torch.Tensor, coe
     per strength]}``; the null draws one random basis per draw for every strength and transform.
     ``base``: the coefficients of the untransformed ``images`` if already computed.
     """
-    base = dec.project(encode_volumes(model, images, batch_size)) if base is None else base
+    base = dec.project(encode_volumes(model, images, batch_size, reference=dec.reference)) if base is None else base
     rng = np.random.default_rng(seed)
     rots = [dz.random_rotation(dec.n_components, rng) for _ in range(n_null)]
     out: dict[str, Any] = {"strengths": [float(s) for s in strengths]}

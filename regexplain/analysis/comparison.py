@@ -22,7 +22,7 @@ from regexplain.analysis.affine import affine_null, affine_score, component_affi
 from regexplain.analysis.bases import BASES, fit_basis
 from regexplain.analysis.casestudy import case_study_transforms, transform_volumes
 from regexplain.analysis.inputs import FactorTable, align_factors, n_components
-from regexplain.analysis.latent import encode_volumes
+from regexplain.analysis.latent import encode_volumes, reference_volume
 from regexplain.analysis.scores import Coordinates, Factors, null_coordinates, score_table
 
 #: bases fitted on resampled codes for the bootstrap stability (SeFa uses no data; supervised and the
@@ -48,9 +48,10 @@ def compare_bases(model, train_set, val_set, factors: FactorTable, *,
         raise ValueError(f"unknown basis {sorted(unknown)}; choose among {BASES}")
     names = list(factors[1])
     f_tr, f_va = align_factors(train_set.ids, factors), align_factors(val_set.ids, factors)
-    z_tr = encode_volumes(model, train_set.images, batch_size)
-    z_va = encode_volumes(model, val_set.images, batch_size)
-    z_case = {t: encode_volumes(model, transform_volumes(val_set.images, phi), batch_size)
+    ref = reference_volume(model, train_set)
+    z_tr = encode_volumes(model, train_set.images, batch_size, reference=ref)
+    z_va = encode_volumes(model, val_set.images, batch_size, reference=ref)
+    z_case = {t: encode_volumes(model, transform_volumes(val_set.images, phi), batch_size, reference=ref)
               for t, phi in case_study_transforms(val_set.images.shape[2:]).items()}
     mask = foreground_mask(train_set.labels)
     shape = model.latent_shape(tuple(train_set.images.shape[2:]))

@@ -66,6 +66,8 @@ class Codes:
         train_ids, val_ids: the volume ids of their rows.
         latent_shape: ``(C, d, h, w)`` of one code before flattening.
         working_shape: ``(D, H, W)`` of the volumes encoded.
+        reference: an early-fusion model's reference volume ``(1, 1, D, H, W)`` (the first training volume:
+            every code is that of the pair (volume, reference)); ``None`` for late fusion.
     """
     train: np.ndarray
     val: np.ndarray
@@ -73,20 +75,27 @@ class Codes:
     val_ids: tuple[str, ...]
     latent_shape: tuple[int, ...]
     working_shape: tuple[int, ...]
+    reference: Any = None
+
+    @property
+    def reference_id(self) -> str | None:
+        return None if self.reference is None else self.train_ids[0]
 
 
 def encode_splits(model, train_set, val_set=None, batch_size: int = 8) -> Codes:
     """:class:`Codes` of two :class:`~regexplain.data.pairs.VolumeSet` (images ``(N, 1, D, H, W)``);
     ``val_set=None``: the training codes only (``val`` is ``(0, F)``, for fitting a basis)."""
-    from regexplain.analysis.latent import encode_volumes
+    from regexplain.adapters import as_adapter
+    from regexplain.analysis.latent import encode_volumes, reference_volume
 
     shape = tuple(int(n) for n in train_set.images.shape[2:])
-    train = encode_volumes(model, train_set.images, batch_size)
+    ref = reference_volume(model, train_set)
+    train = encode_volumes(model, train_set.images, batch_size, reference=ref)
     val = np.zeros((0, train.shape[1]), train.dtype) if val_set is None else \
-        encode_volumes(model, val_set.images, batch_size)
+        encode_volumes(model, val_set.images, batch_size, reference=ref)
     return Codes(train, val, tuple(str(i) for i in train_set.ids),
                  tuple(() if val_set is None else (str(i) for i in val_set.ids)),
-                 tuple(model.latent_shape(shape)), shape)
+                 tuple(as_adapter(model).latent_shape(shape)), shape, ref)
 
 
 def fit_decomposition(model, codes: Codes, k: int, *, basis: str = "pca", root: str | Path | None = None,
@@ -99,15 +108,19 @@ def fit_decomposition(model, codes: Codes, k: int, *, basis: str = "pca", root: 
         ValueError: an unknown basis, or ``supervised`` without factors (naming the basis).
     """
     from regexplain.analysis.bases import fit_on_codes
-    from regexplain.analysis.latent import Decomposition
+    from regexplain.analysis.latent import REFERENCE_KEY, Decomposition
 
     k = n_components(k, len(codes.train))
     if basis == "pca":
         dec = Decomposition.fit(codes.train, k, latent_shape=codes.latent_shape)
         dec.meta["basis"] = "pca"
-        return dec
-    return fit_on_codes(basis, model, codes.train, codes.train_ids, root, k, seed=seed,
-                        latent_shape=codes.latent_shape)
+    else:
+        dec = fit_on_codes(basis, model, codes.train, codes.train_ids, root, k, seed=seed,
+                           latent_shape=codes.latent_shape)
+    if codes.reference is not None:    # the codes are pairs (volume, reference): decoding needs it too
+        dec.extra[REFERENCE_KEY] = codes.reference[0, 0].numpy().astype(np.float32)
+        dec.meta["reference"] = codes.reference_id
+    return dec
 
 
 def decomposition_record(cfg, checkpoint: str | Path, codes: Codes, dec) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -116,7 +129,8 @@ def decomposition_record(cfg, checkpoint: str | Path, codes: Codes, dec) -> tupl
     folder), K, dataset, working shape, architecture, basis; the training / validation coefficients and ids."""
     meta = {"checkpoint": str(Path(checkpoint).absolute()), "data": str(Path(cfg.data.root).absolute()),
             "K": dec.n_components, "dataset": cfg.data.dataset, "working_shape": list(codes.working_shape),
-            "skip_connections": bool(cfg.model.skip_connections), "basis": dec.meta.get("basis", "pca")}
+            "skip_connections": bool(cfg.model.skip_connections), "basis": dec.meta.get("basis", "pca"),
+            "family": cfg.model.family, "fusion": "late" if codes.reference is None else "early"}
     extra = {"train_coefficients": dec.project(codes.train), "val_coefficients": dec.project(codes.val),
              "train_ids": np.asarray(codes.train_ids, dtype=str), "val_ids": np.asarray(codes.val_ids, dtype=str)}
     return meta, extra

@@ -8,6 +8,11 @@ training mean is removed, which changes no difference ``a(X) - a(X')``). Each ve
 *elementary transformation* ``phi_i = D(lambda * u_i)``. The mean is *not* added before decoding: the
 network decodes fused codes ``E(M) - E(F)`` in which the mean cancels.
 
+Any network is reached through its adapter (:mod:`regexplain.adapters`, whose docstring says how): a
+late-fusion network (the paper's) encodes volumes alone; an early-fusion one (VoxelMorph, LocalNet...)
+encodes each volume as the pair ``(X, R)`` with one reference volume ``R``, kept with the decomposition
+(``reference_image``), and decodes directions about the identity pair ``(R, R)`` with its skip features.
+
 Strength ``lambda`` is either absolute (the paper's Fig 3 uses -200..200) or in units of the component's
 standard deviation ``sigma_i = sqrt(explained_variance_i)`` (``units="sigma"``).
 """
@@ -30,6 +35,7 @@ from regexplain.registration import spatial
 
 NPZ_NAME = "decomposition.npz"
 JSON_NAME = "decomposition.json"
+REFERENCE_KEY = "reference_image"     # extra array: an early-fusion model's reference volume (D, H, W)
 _CORE_KEYS = ("components", "mean", "explained_variance", "explained_variance_ratio", "latent_shape")
 
 
@@ -53,27 +59,50 @@ def inference(model) -> Iterator[None]:
         model.train(was_training)
 
 
+def reference_volume(model, volumes) -> torch.Tensor | None:
+    """The reference volume ``R`` ``(1, 1, D, H, W)`` of an early-fusion model: the first volume of
+    ``volumes`` (a :class:`~regexplain.data.pairs.VolumeSet` or an ``(N, 1, D, H, W)`` tensor, the training
+    set); ``None`` for a late-fusion model, which needs none."""
+    from regexplain.adapters import as_adapter
+
+    if as_adapter(model).fusion == "late":
+        return None
+    images = getattr(volumes, "images", volumes)
+    return torch.as_tensor(images[:1], dtype=torch.float32).clone()
+
+
 def encode_volumes(model, images: torch.Tensor | np.ndarray, batch_size: int = 8,
-                   device: torch.device | str | None = None) -> np.ndarray:
-    """Encode volumes independently and flatten each code, channels and space together.
+                   device: torch.device | str | None = None, *, reference: torch.Tensor | None = None
+                   ) -> np.ndarray:
+    """Encode volumes and flatten each code, channels and space together: ``E(X)`` for a late-fusion model
+    (the paper's), the code of the pair ``(X, reference)`` for an early-fusion one.
 
     Args:
-        model: a :class:`~regexplain.registration.model.RegistrationNet` (anything with ``encode``).
+        model: regexplain's ``RegistrationNet`` or any adapter (:func:`regexplain.adapters.as_adapter`).
         images: ``(N, 1, D, H, W)`` tensor or array.
         device: where to run; the model's device by default (the model is moved there).
+        reference: ``(1, 1, D, H, W)``, early fusion only (:func:`reference_volume`, ``Decomposition.reference``).
     Returns:
         ``(N, C*d*h*w)`` float32 array, in the row-major order of ``(C, d, h, w)``.
     """
+    from regexplain.adapters import as_adapter
+
     images = torch.as_tensor(images)
     if images.ndim != 5:
         raise ValueError(f"encode_volumes expects images (N, 1, D, H, W), got {tuple(images.shape)}")
-    dev = torch.device(device) if device is not None else model_device(model)
-    model.to(dev)
+    adapter = as_adapter(model)
+    dev = torch.device(device) if device is not None else model_device(adapter)
+    adapter.to(dev)
+    if adapter.fusion == "early" and reference is None:
+        raise ValueError(f"{type(adapter).__name__} fuses the pair early: encoding volumes needs a reference "
+                         "volume (reference_volume(model, train_set), or the decomposition's reference)")
     out = []
-    with inference(model):
+    with inference(adapter):
         for start in range(0, images.shape[0], batch_size):
             x = images[start:start + batch_size].to(dev, torch.float32)
-            out.append(model.encode(x).flatten(1).float().cpu().numpy())
+            code = adapter.encode_volume(x) if adapter.fusion == "late" else \
+                adapter.encode(x, reference.to(dev, torch.float32).expand(len(x), *reference.shape[1:]))
+            out.append(code.flatten(1).float().cpu().numpy())
     if not out:
         raise ValueError("encode_volumes got an empty set of images")
     return np.concatenate(out, axis=0)
@@ -164,6 +193,13 @@ class Decomposition:
     @property
     def n_components(self) -> int:
         return int(self.components.shape[0])
+
+    @property
+    def reference(self) -> torch.Tensor | None:
+        """The reference volume ``(1, 1, D, H, W)`` of an early-fusion model's codes (``extra["reference_image"]``),
+        ``None`` for a late-fusion one."""
+        ref = self.extra.get(REFERENCE_KEY)
+        return None if ref is None else torch.as_tensor(np.asarray(ref, np.float32))[None, None]
 
     @property
     def sigma(self) -> np.ndarray:
@@ -266,21 +302,29 @@ def strength(dec: Decomposition, i: int, lam: float, units: str = "absolute") ->
 
 # ------------------------------------------------------------------------------ elementary transformations
 
-def decode_codes(model, codes: torch.Tensor | np.ndarray, batch_size: int = 8) -> torch.Tensor:
-    """Decode fused codes ``(B, C, d, h, w)`` into voxel sampling maps ``(B, 3, D, H, W)`` (CPU, no grad)."""
+def decode_codes(model, codes: torch.Tensor | np.ndarray, batch_size: int = 8, *,
+                 reference: torch.Tensor | None = None) -> torch.Tensor:
+    """Decode directions ``v`` ``(B, C, d, h, w)`` of the latent space into voxel sampling maps
+    ``(B, 3, D, H, W)`` (CPU, no grad): ``D(v)`` for a late-fusion model (the paper's fused codes); for an
+    early-fusion one ``D(z_R + v)`` with the code ``z_R`` and the skip features of the identity pair of the
+    ``reference`` volume (:meth:`~regexplain.adapters.base.RegistrationAdapter.origin`)."""
+    from regexplain.adapters import as_adapter
+
+    adapter = as_adapter(model)
     codes = torch.as_tensor(np.asarray(codes), dtype=torch.float32)
-    dev = model_device(model)
+    dev = model_device(adapter)
     out = []
-    with inference(model):
+    with inference(adapter):
+        origin, context = adapter.origin(reference)
         for start in range(0, codes.shape[0], batch_size):
-            grads = model.decode(codes[start:start + batch_size].to(dev))
-            out.append(spatial.integrate_gradients(grads.float()).cpu())
+            v = codes[start:start + batch_size].to(dev)
+            out.append(adapter.decode_map(v if origin is None else origin + v, context).float().cpu())
     return torch.cat(out, dim=0)
 
 
 def elementary_map(model, dec: Decomposition, i: int, lam: float, units: str = "absolute") -> torch.Tensor:
     """Sampling map of ``phi_i = D(lambda * u_i)``, ``(1, 3, D, H, W)`` voxels (paper, section 3.2)."""
-    return decode_codes(model, dec.code(i, lam, units)[None])
+    return decode_codes(model, dec.code(i, lam, units)[None], reference=dec.reference)
 
 
 def elementary_displacement(model, dec: Decomposition, i: int, lam: float, units: str = "absolute", *,
@@ -300,9 +344,9 @@ def component_displacements(model, dec: Decomposition, lam: float = 1.0, units: 
     """Displacements of several components at one strength, ``(n, 3, D, H, W)`` voxels (batched)."""
     idx = list(range(dec.n_components)) if components is None else list(components)
     codes = np.stack([dec.code(i, lam, units) for i in idx])
-    disp = spatial.map_to_displacement(decode_codes(model, codes))
+    disp = spatial.map_to_displacement(decode_codes(model, codes, reference=dec.reference))
     if relative_to_zero:
-        zero = decode_codes(model, np.zeros((1, *dec.latent_shape), dtype=np.float32))
+        zero = decode_codes(model, np.zeros((1, *dec.latent_shape), dtype=np.float32), reference=dec.reference)
         disp = disp - spatial.map_to_displacement(zero)
     return disp
 

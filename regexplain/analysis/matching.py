@@ -40,8 +40,10 @@ def random_fields(model, dec: Decomposition, n: int, mask: np.ndarray | None, rn
     n = min(n, dec.n_components)
     rot = dz.random_rotation(dec.n_components, rng)[:, :n]
     dirs = (rot.T @ dec.components.astype(np.float64)) * dec.sigma[:n, None]
-    zero = spatial.map_to_displacement(decode_codes(model, np.zeros((1, *dec.latent_shape), np.float32)))
-    disp = spatial.map_to_displacement(decode_codes(model, dirs.reshape(n, *dec.latent_shape).astype(np.float32)))
+    zero = spatial.map_to_displacement(decode_codes(model, np.zeros((1, *dec.latent_shape), np.float32),
+                                                    reference=dec.reference))
+    disp = spatial.map_to_displacement(decode_codes(model, dirs.reshape(n, *dec.latent_shape).astype(np.float32),
+                                                    reference=dec.reference))
     return _flatten(disp - zero, mask)
 
 
@@ -101,7 +103,8 @@ DEFAULT_COMPONENTS = MATCH_COMPONENTS
 def architecture(run) -> dict[str, Any]:
     """What makes two runs' components comparable: architecture and latent shape (recorded in match.json)."""
     shape = tuple(int(s) for s in run.val.images.shape[2:])
-    return {"run": str(run.run_dir), "skip_connections": bool(run.cfg.model.skip_connections),
+    return {"run": str(run.run_dir), "family": run.cfg.model.family,
+            "skip_connections": bool(run.cfg.model.skip_connections),
             "channels": [int(c) for c in run.cfg.model.channels], "working_shape": list(shape),
             "latent_shape": [int(s) for s in run.model.latent_shape(shape)], "profile": run.cfg.profile}
 
@@ -110,7 +113,7 @@ def differences(records: list[dict[str, Any]]) -> list[str]:
     """How the runs differ from the reference (the first) in what :func:`architecture` records."""
     ref, out = records[0], []
     for r in records[1:]:
-        for key in ("skip_connections", "channels", "latent_shape"):
+        for key in ("family", "skip_connections", "channels", "latent_shape"):
             if r[key] != ref[key]:
                 out.append(f"{r['run']} has {key} {r[key]}, the reference {ref['run']} {ref[key]}")
     return out

@@ -85,8 +85,8 @@ def interpretability_report(model, dec: Decomposition, train_set, val_set,
     """
     names = list(factors[1])
     f_tr, f_va = align_factors(train_set.ids, factors), align_factors(val_set.ids, factors)
-    z_tr = encode_volumes(model, train_set.images, batch_size)
-    z_va = encode_volumes(model, val_set.images, batch_size)
+    z_tr = encode_volumes(model, train_set.images, batch_size, reference=dec.reference)
+    z_va = encode_volumes(model, val_set.images, batch_size, reference=dec.reference)
     a_tr, a_va = dec.project(z_tr), dec.project(z_va)
     transforms = case_study_transforms(val_set.images.shape[2:])
     deltas = case_study_deltas(model, dec, val_set.images, transforms, batch_size, a_va)

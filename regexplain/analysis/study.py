@@ -120,8 +120,8 @@ def score_run(model, dec, train_set, val_set, factors_val=None, n_null: int = 20
     from regexplain.analysis.casestudy import case_study_deltas
     from regexplain.analysis.latent import encode_volumes
 
-    c_tr = dec.project(encode_volumes(model, train_set.images))
-    c_va = dec.project(encode_volumes(model, val_set.images))
+    c_tr = dec.project(encode_volumes(model, train_set.images, reference=dec.reference))
+    c_va = dec.project(encode_volumes(model, val_set.images, reference=dec.reference))
     deltas = case_study_deltas(model, dec, val_set.images, base=c_va)
     return score_coefficients(deltas, c_tr, c_va, dec.explained_variance_ratio, factors_val, n_null, seed)
 
@@ -313,10 +313,10 @@ def _factors(cfg, ids: Sequence[str]) -> dict[str, np.ndarray] | None:
 def _untrained(cfg):
     import torch
 
-    from regexplain.registration.model import RegistrationNet
+    from regexplain.adapters.families import build_model
 
     torch.manual_seed(cfg.train.seed)
-    return RegistrationNet.from_config(cfg).eval()
+    return build_model(cfg).eval()
 
 
 def _run_config(profile: str, base: Path, regime: str, arch: str, seed: int):

@@ -11,7 +11,11 @@ from pathlib import Path
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("explore", help="serve the λ-slider explorer in a browser (Voilà, 127.0.0.1)")
-    p.add_argument("--decomposition", required=True, type=Path, help="directory written by `decompose`")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--decomposition", type=Path, help="directory written by `decompose`")
+    src.add_argument("--pretrained", choices=("hippocampus", "hippocampus-skip", "lung"),
+                     help="a trained quick model shipped with regexplain, on freshly synthesised phantoms (no "
+                          "training first; `regexplain pretrained list`)")
     p.add_argument("--port", type=_port, help="port on 127.0.0.1 (default: a free one)")
     p.add_argument("--checkpoint", type=Path, help="checkpoint or run dir (default: the decomposition's)")
     p.add_argument("--data", type=Path, help="data directory (default: the decomposition's)")
@@ -27,6 +31,13 @@ def register(subparsers) -> None:
 def _explore(args: argparse.Namespace) -> int:
     from regexplain.app.inputs import check_sources
     from regexplain.app.server import start_app
+
+    if args.pretrained:
+        from regexplain.pretrained import materialize, origin_line
+
+        run = materialize(args.pretrained, data=args.data, progress=False)
+        print(f"regexplain explore: {origin_line(args.pretrained, run)}", flush=True)
+        args.decomposition, args.data = run / "decomposition", None
 
     # Fail here, with exit code 2 and one line, rather than serve a page that can only show an error.
     check_sources(args.decomposition, checkpoint=args.checkpoint, data=args.data)

@@ -7,7 +7,7 @@ import csv
 from pathlib import Path
 
 from regexplain.commands.options import add_data_options, data_overrides, int_at_least
-from regexplain.config import PRECISIONS, load_config
+from regexplain.config import FAMILIES, PRECISIONS, family_overrides, load_config
 from regexplain.data.datasets import DATASETS
 
 
@@ -20,6 +20,10 @@ def register(subparsers) -> None:
                      "data.root); a missing or empty folder is an error")
     p.add_argument("--out", required=True, help="run directory (checkpoint.pt, config.yaml, log.jsonl...)")
     p.add_argument("--skip-connections", action="store_true", help="the ablation with skip connections")
+    p.add_argument("--family", choices=FAMILIES[:3],
+                   help="another network: MONAI's VoxelMorph or LocalNet, trained with regexplain's losses (and "
+                   "VoxelMorph's diffusion smoothness); your own network: model.family factory in a --profile "
+                   "YAML (docs/your_network.md)")
     p.add_argument("--resume", action="store_true", help="continue RUN/checkpoint.pt with its stored config")
     p.add_argument("--steps", type=int, help="override train.steps")
     p.add_argument("--max-minutes", type=float, help="override train.max_minutes (0 = no limit)")
@@ -56,6 +60,10 @@ def register(subparsers) -> None:
 
 def _overrides(args: argparse.Namespace) -> dict:
     over: dict = {"train": {}, "data": data_overrides(args), "model": {}}
+    if getattr(args, "family", None):
+        fam = family_overrides(args.family)
+        over["model"].update(fam.pop("model"))
+        over.update(fam)
     if getattr(args, "skip_connections", False):
         over["model"]["skip_connections"] = True
     if args.steps is not None:
@@ -108,6 +116,8 @@ def _check_same_run(cfg, args: argparse.Namespace, path: Path) -> None:
         asked.append("the split (--split/--n-train/--n-val)")
     if args.skip_connections and not cfg.model.skip_connections:
         asked.append("--skip-connections (the run was trained without skip connections)")
+    if args.family is not None and args.family != cfg.model.family:
+        asked.append(f"--family {args.family} (the run's family is {cfg.model.family})")
     if asked:
         raise UsageError(f"{path}: --resume continues the run with its stored config; it cannot change "
                          f"{'; '.join(asked)}. Train into a new --out instead")

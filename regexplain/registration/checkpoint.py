@@ -126,13 +126,18 @@ def strip_prefix(state_dict: dict[str, torch.Tensor], prefix: str = "module.") -
 
 
 def load_model(path_or_run_dir: str | Path, device: torch.device | str | None = None):
-    """Rebuild the network stored in a checkpoint. Returns ``(model in eval mode, config)``."""
-    from regexplain.registration.model import RegistrationNet  # the model module imports torch only; keep import local
+    """Rebuild the network stored in a checkpoint (its ``model.family``: regexplain's ``RegistrationNet`` or an
+    adapter, :func:`regexplain.adapters.families.build_model`). Returns ``(model in eval mode, config)``."""
+    from regexplain.adapters.families import build_model
+    from regexplain.errors import AdapterError
 
     path = checkpoint_path(path_or_run_dir)
     state = read_checkpoint(path)
     cfg = checkpoint_config(state, path)
-    model = RegistrationNet.from_config(cfg)
+    try:
+        model = build_model(cfg)
+    except AdapterError as e:
+        raise CheckpointError(f"{path}: cannot rebuild its network: {e}") from e
     weights = strip_prefix(state["model"])
     check_state_dict(model, weights, path)
     check_finite(weights, path)

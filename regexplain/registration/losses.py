@@ -12,7 +12,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from regexplain.config import SMOOTHNESS
-from regexplain.registration.spatial import jacobian_determinant, warp, warp_labels
+from regexplain.registration.spatial import (
+    integrate_gradients,
+    jacobian_determinant,
+    map_to_displacement,
+    warp,
+    warp_labels,
+)
 
 #: Added to the variance product of LNCC (VoxelMorph's value): flat windows give cc = 0, never NaN.
 #: With ``flat="monai"`` it is instead the floor of each variance (MONAI's ``smooth_dr``).
@@ -148,11 +154,29 @@ def smoothness(grads: Tensor, kind: str = SMOOTHNESS[0]) -> Tensor:
     """
     if kind == "l1_identity":
         return smoothness_l1_identity(grads)
+    if kind == "displacement_l2":    # a term of the map: integrate the gradients back
+        return displacement_smoothness(integrate_gradients(grads))
     if kind != "squared_diff":
         raise ValueError(f"unknown smoothness {kind!r}; choose one of {SMOOTHNESS}")
     if grads.ndim != 5 or grads.shape[1] != 3:
         raise ValueError(f"smoothness expects gradients (B, 3, D, H, W), got {tuple(grads.shape)}")
     terms = [grads.diff(dim=d).pow(2).mean() for d in (2, 3, 4) if grads.shape[d] > 1]
+    return torch.stack(terms).sum() / 3.0
+
+
+def displacement_smoothness(phi: Tensor) -> Tensor:
+    """VoxelMorph's ``Grad('l2')`` of the displacement ``u = phi - x``: the mean squared forward difference of
+    ``u`` along each axis, averaged over the three axes (``loss.smoothness: displacement_l2``). The diffusion
+    regulariser of displacement networks (VoxelMorph, MONAI's LocalNet), which the paper's gradient term does
+    not control: it sees only the Jacobian's diagonal.
+
+    Args:
+        phi: ``(B, 3, D, H, W)`` voxel sampling map.
+    """
+    if phi.ndim != 5 or phi.shape[1] != 3:
+        raise ValueError(f"smoothness expects a sampling map (B, 3, D, H, W), got {tuple(phi.shape)}")
+    u = map_to_displacement(phi)
+    terms = [u.diff(dim=d).pow(2).mean() for d in (2, 3, 4) if u.shape[d] > 1]
     return torch.stack(terms).sum() / 3.0
 
 
@@ -216,7 +240,9 @@ def registration_loss(out, moving: Tensor, fixed: Tensor, moving_onehot: Tensor 
         targets = torch.cat([fixed_onehot, moving_onehot]).to(phi.dtype)
         segs = [1.0 - _soft_dice(warp_labels(onehots, p), targets).reshape(2, -1).mean(1) for p in levels("seg")]
         per_dir["seg"] = torch.stack(segs).mean(0)
-    if cfg.smooth > 0:
+    if cfg.smooth > 0 and cfg.smoothness == "displacement_l2":
+        per_dir["smooth"] = torch.stack([displacement_smoothness(p) for p in phi.chunk(2)])
+    elif cfg.smooth > 0:
         per_dir["smooth"] = torch.stack([smoothness(g, cfg.smoothness) for g in (out.grads_mf, out.grads_fm)])
     if cfg.jac > 0:
         per_dir["jac"] = torch.stack([jacobian_loss(p) for p in phi.chunk(2)])

@@ -119,6 +119,28 @@ def integrate_gradients(grads: torch.Tensor) -> torch.Tensor:
     return torch.stack([grads[:, a].cumsum(dim=1 + a) - 1.0 for a in range(3)], dim=1)
 
 
+def differentiate_map(phi: torch.Tensor) -> torch.Tensor:
+    """Per-axis spatial gradients of a voxel sampling map, the inverse of :func:`integrate_gradients`.
+
+    Channel ``a`` is the backward difference of ``phi_a`` along axis ``a``, with ``phi_a[-1] = -1`` before
+    the first plane, so ``integrate_gradients(differentiate_map(phi)) == phi`` (to float rounding). For a
+    network that predicts displacements (VoxelMorph, MONAI) it gives the gradients that the smoothness term
+    of the paper's loss reads.
+
+    Args:
+        phi: ``(B, 3, D, H, W)`` voxel sampling map.
+    Returns:
+        ``(B, 3, D, H, W)``; the identity map gives ones.
+    """
+    if phi.ndim != 5 or phi.shape[1] != 3:
+        raise ValueError(f"expected a sampling map of shape (B, 3, D, H, W), got {tuple(phi.shape)}")
+    out = []
+    for a in range(3):
+        p = phi[:, a] + 1.0
+        out.append(torch.cat([p.narrow(a + 1, 0, 1), p.diff(dim=a + 1)], dim=a + 1))
+    return torch.stack(out, dim=1)
+
+
 def warp(image: torch.Tensor, phi: torch.Tensor, *, mode: str = "bilinear",
          padding_mode: str = "border") -> torch.Tensor:
     """Resample ``image`` at the voxel sampling map ``phi``: ``out(x) = image(phi(x))``.

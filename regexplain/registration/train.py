@@ -212,13 +212,14 @@ def _log_records(path: Path) -> list[tuple[str, dict]]:
 
 
 def _check_resumable(cfg: Config, state: dict, path: Path) -> None:
-    old = state["config"]
-    new = dataclasses.asdict(cfg.model)
-    if {k: list(v) if isinstance(v, tuple) else v for k, v in old["model"].items()} != \
-            {k: list(v) if isinstance(v, tuple) else v for k, v in new.items()}:
-        raise TrainingError(f"{path}: cannot resume: stored model config {old['model']} differs from {new}")
-    if list(old["data"]["shape"]) != list(cfg.data.shape):
-        raise TrainingError(f"{path}: cannot resume: stored working shape {list(old['data']['shape'])} "
+    from regexplain.registration.checkpoint import checkpoint_config
+
+    old = checkpoint_config(state, path)     # options added since the run was written take their defaults
+    if dataclasses.asdict(old.model) != dataclasses.asdict(cfg.model):
+        raise TrainingError(f"{path}: cannot resume: stored model config {dataclasses.asdict(old.model)} differs "
+                            f"from {dataclasses.asdict(cfg.model)}")
+    if list(old.data.shape) != list(cfg.data.shape):
+        raise TrainingError(f"{path}: cannot resume: stored working shape {list(old.data.shape)} "
                             f"differs from {list(cfg.data.shape)}")
 
 
@@ -266,15 +267,15 @@ class Trainer:
     """State of one training session (one process; several under torchrun)."""
 
     def __init__(self, cfg: Config, run_dir: Path, resume: bool, device, data, progress: bool):
+        from regexplain.adapters.families import build_model
         from regexplain.data.pairs import validation_pairs
-        from regexplain.registration.model import RegistrationNet
 
         self.cfg, self.run_dir, self.ckpt = cfg, run_dir, run_dir / CHECKPOINT_NAME
         self.ddp, self.device = _init_distributed(device)
         self.share = batch_share(cfg.train.batch_size, self.ddp.rank, self.ddp.world)
         runtime.set_threads(cfg.train.threads)
         runtime.seed_everything(cfg.train.seed)      # same initial weights on every rank
-        self.model = RegistrationNet.from_config(cfg).to(self.device)
+        self.model = build_model(cfg).to(self.device)     # regexplain's network, or an adapter of another family
         # channels_last_3d: 1.1-1.5x faster CPU steps (benchmarks/train_step.py); on CUDA opt-in until measured
         # (train.memory_format; `make gpu-check` times it)
         fmt = cfg.train.memory_format

@@ -157,11 +157,13 @@ def plot_delta_boxplots(deltas: Mapping[str, np.ndarray], n_components: int = 10
 
 
 def plot_skip_ablation(noskip: Mapping[str, np.ndarray], skip: Mapping[str, np.ndarray],
-                       n_components: int = 10, *, normalise: bool = False) -> Figure:
+                       n_components: int = 10, *, normalise: bool = False,
+                       labels: tuple[str, str] = ("without skip", "with skip")) -> Figure:
     """Fig 8: Fig 5 for both architectures side by side per component (without skip blue, with pink).
 
     ``normalise`` divides each model's deltas by that model's median over all components, since the two
-    latent spaces have different scales; the paper compares raw values.
+    latent spaces have different scales; the paper compares raw values. ``labels``: the legend's names of
+    the two (notebook 09 sets the paper's network beside another one).
     """
     names = [n for n in noskip if n in skip]
     fig, axes = plt.subplots(1, len(names), figsize=(4.6 * len(names), 3.4), squeeze=False)
@@ -177,8 +179,8 @@ def plot_skip_ablation(noskip: Mapping[str, np.ndarray], skip: Mapping[str, np.n
         ax.set_title(name)
         ax.set_xlabel("principal component j")
     axes[0, 0].set_ylabel(r"$|a_j(X) - a_j(X')|$" + (" / median" if normalise else ""))
-    handles = [matplotlib.patches.Patch(color=NOSKIP_COLOR, label="without skip"),
-               matplotlib.patches.Patch(color=SKIP_COLOR, label="with skip")]
+    handles = [matplotlib.patches.Patch(color=NOSKIP_COLOR, label=labels[0]),
+               matplotlib.patches.Patch(color=SKIP_COLOR, label=labels[1])]
     axes[0, -1].legend(handles=handles, fontsize=8, loc="upper right")
     fig.tight_layout()
     return fig

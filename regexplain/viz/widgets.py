@@ -103,7 +103,8 @@ class _FieldCache:
         from regexplain.registration import spatial
 
         codes = np.stack([dec.code(i, s, "absolute") for s in strengths])
-        disp = spatial.map_to_displacement(decode_codes(model, codes, batch_size=DECODE_BATCH)).numpy()
+        disp = spatial.map_to_displacement(decode_codes(model, codes, batch_size=DECODE_BATCH,
+                                                        reference=dec.reference)).numpy()
         for s, d in zip(strengths, disp, strict=True):
             self._d[self.key(i, s)] = d
             self._d.move_to_end(self.key(i, s))
