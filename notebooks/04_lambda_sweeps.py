@@ -142,12 +142,11 @@ if (REAL_DIR / "dataset.json").is_file():
     _, (_, real_val) = runs.run_splits(hip.cfg, {"root": str(REAL_DIR), "split": list(REAL_SPLIT),
                                                  "exact_counts": False}, progress=False)
     image, label, sid = subject(hip, 0)
-    shown = {f"phantom {sid}": (image, label, hip.val.axcodes),
-             f"real {real_val.ids[0]}": (real_val.images[0, 0].numpy(), real_val.labels[0, 0].numpy(),
-                                         real_val.axcodes)}
+    shown = {"phantom": (image, label, hip.val.axcodes),
+             "real crop": (real_val.images[0, 0].numpy(), real_val.labels[0, 0].numpy(), real_val.axcodes)}
     fig = plot_components_on_subjects(shown, displacements(hip, comps, LAM_SIGMA), view="sagittal",
-                                      suptitle=f"hippocampus no skip, components 1-{len(comps)}, λ = {LAM_SIGMA} σ: "
-                                               "a phantom and a real crop")
+                                      suptitle=f"no skip, components 1-{len(comps)}, λ = {LAM_SIGMA} σ: phantom {sid} "
+                                               f"and real {real_val.ids[0]}")
     save_figure(fig, FIGURES_DIR / "components_real_vs_phantom.png");
 
 # %% [markdown]
