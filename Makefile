@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PROFILE ?= quick
 export MPLBACKEND := Agg
 
-.PHONY: venv reproduce study test test-fast figures sync lab bench lint browser clean gpu-check pretrained
+.PHONY: venv reproduce study test test-fast figures sync lab bench lint browser clean gpu-check pretrained realcheck
 
 # torch is installed first and pinned to the CPU wheel, so nothing later pulls CUDA wheels.
 $(STAMP): pyproject.toml
@@ -45,6 +45,16 @@ browser:
 	  echo "make browser: installing Debian's chromium (apt-get waits for the package locks if another installation holds them)"; \
 	  $$sudo env APT_LOCK_WAIT=$${APT_LOCK_WAIT:-600} .ci/apt-get update -qq && \
 	  $$sudo env APT_LOCK_WAIT=$${APT_LOCK_WAIT:-600} .ci/apt-get install -y -qq chromium >/dev/null; }
+
+# The real-anatomy check (benchmarks/real_anatomy.py): hippocampus crops of packaged T1 templates, labels from
+# Debian's mricron-data (AAL, Colin27) and the realdata extra's wheels (MNI152 2009a, 6th generation); then the
+# main job's quick models scored on them. Never part of `make test` or the main job's requirements.
+realcheck: venv
+	@test -f /usr/share/mricron/templates/aal.nii.gz || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq mricron-data >/dev/null; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq mricron-data >/dev/null; fi; }
+	$(BIN)/python -m pip install -q -e ".[realdata]"
+	$(BIN)/python benchmarks/real_anatomy.py
 
 test: venv browser sync
 	$(BIN)/python -m pytest -q

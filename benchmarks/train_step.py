@@ -73,12 +73,12 @@ class StepRunner:
 
     def __call__(self) -> float:
         torch.backends.cudnn.benchmark = self.cudnn_benchmark
-        moving, fixed, m_oh, f_oh = self.draw()
+        moving, fixed, m_oh, f_oh, m_img, f_img = self.draw()   # as seen by the network; as the loss compares
         if self.channels_last:
             moving, fixed = moving.contiguous(memory_format=CL3D), fixed.contiguous(memory_format=CL3D)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = self.net(moving, fixed)
-        loss, _ = self.loss_fn(_to_float(out), moving, fixed, m_oh, f_oh, self.cfg.loss)
+        loss, _ = self.loss_fn(_to_float(out), m_img, f_img, m_oh, f_oh, self.cfg.loss)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()

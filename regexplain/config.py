@@ -85,6 +85,28 @@ class AugmentConfig:
 
 
 @dataclass
+class RandomizeConfig:
+    """SynthMorph-style domain randomisation of the network's inputs (:mod:`regexplain.data.randomize`,
+    docs/deviations.md); the paper has none. Per volume: a random intensity transfer through ``lut_knots``
+    random levels (every tissue a random intensity), a Gaussian blur, a smooth bias field, noise and a gamma,
+    and with ``crop_prob`` a centred crop box of random size (fractions of the window per axis, the rest set
+    to the minimum as a padded real crop). The loss still compares the un-randomised images."""
+    enabled: bool = False
+    prob: float = 0.9                 # a volume's appearance is randomised (else kept; its crop box still applies)
+    per_pair: bool = True             # a pair shares its transfer, blur and gamma (bias, noise, box: per volume)
+    ramp_steps: int = 0               # prob rises linearly from 0 over these first steps (0: at once)
+    lut_knots: int = 8                # random levels of the intensity transfer function, equally spaced on [0, 1]
+    blur_max: float = 1.0             # Gaussian blur sd uniform in [0, blur_max] working voxels
+    bias_sd: float = 0.3              # sd of the log of the bias field ...
+    bias_grid: int = 4                # ... white noise on a grid^3 lattice, resized smoothly
+    noise_max: float = 0.05           # noise sd uniform in [0, noise_max] (intensities in [0, 1])
+    gamma_sd: float = 0.25            # log of the gamma exponent ~ N(0, gamma_sd)
+    crop_prob: float = 0.0            # probability of a crop box
+    crop_min: tuple[float, float, float] = (0.55, 0.75, 0.55)   # box side, fraction of the window, per axis
+    crop_max: tuple[float, float, float] = (0.95, 0.95, 0.95)
+
+
+@dataclass
 class DataConfig:
     dataset: str = "hippocampus"
     root: str = "data/hippocampus"
@@ -98,6 +120,7 @@ class DataConfig:
     seed: int = 0
     phantom_regime: str = "calibrated"              # phantoms made by the main job: see data.synthetic.REGIMES
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    randomize: RandomizeConfig = field(default_factory=RandomizeConfig)
 
 
 @dataclass
@@ -306,6 +329,15 @@ def validate(cfg: Config, source: str = "config") -> Config:
     need(0 <= a.flip_prob <= 1 and 0 <= a.prob <= 1, "augment probabilities must lie in [0, 1]")
     need(a.rotation_deg >= 0 and a.translation_vox >= 0 and 0 <= a.zoom < 1,
          "augment ranges must be >= 0 (zoom in [0, 1))")
+    r = d.randomize
+    need(0 <= r.prob <= 1 and 0 <= r.crop_prob <= 1, "data.randomize probabilities must lie in [0, 1]")
+    need(r.lut_knots >= 2 and r.bias_grid >= 2, "data.randomize.lut_knots and bias_grid must be >= 2")
+    need(r.ramp_steps >= 0, f"data.randomize.ramp_steps must be >= 0, got {r.ramp_steps}")
+    need(min(r.blur_max, r.bias_sd, r.noise_max, r.gamma_sd) >= 0, "data.randomize ranges must be >= 0")
+    need(len(r.crop_min) == 3 and len(r.crop_max) == 3
+         and all(0 < a <= b <= 1 for a, b in zip(r.crop_min, r.crop_max, strict=True)),
+         f"data.randomize.crop_min / crop_max need three fractions with 0 < min <= max <= 1, got "
+         f"{list(r.crop_min)} / {list(r.crop_max)}")
     need(cfg.latent.n_components >= 1, f"latent.n_components must be >= 1, got {cfg.latent.n_components}")
     need(cfg.latent.null_draws >= 2, f"latent.null_draws must be >= 2, got {cfg.latent.null_draws}")
     return cfg

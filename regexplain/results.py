@@ -112,6 +112,16 @@ TABLES: dict[str, Table] = {
                       note="The baseline translates the moving label by the difference of the label centroids; "
                            "recovery: slope of the label-centroid offset the model recovers against the true one "
                            "along each axis (1 all of it, 0 none; `regexplain evaluate` prints both)."),
+    "baseline_real": Table("On real anatomy: models trained on phantoms, scored on real T1 crops",
+                           _cols(("model", "model"), ("dice_before", "dice before"),
+                                 ("dice_centroid_baseline", "centroid translation baseline"),
+                                 ("dice_after", "dice after"), ("recovery_x", "recovery x"),
+                                 ("recovery_y", "recovery y"), ("recovery_z", "recovery z")),
+                           key=("model",),
+                           note="The real-anatomy check (`regexplain data real`, benchmarks/real_anatomy.py): "
+                                "hippocampus crops of the T1 templates that packages ship (Colin27, MNI152 2009a, "
+                                "MNI152 6th generation; AAL labels), random offsets and rotations, never trained on. "
+                                "Columns as in the baseline table."),
     "explained_variance": Table("Explained variance of the latent PCA, beside the paper",
                                 _cols(("model", "model"), ("K", "K"), ("total", "all K"), ("first4", "first 4"),
                                       ("paper_K32", "paper K=32"), ("paper_first4", "paper first 4")),

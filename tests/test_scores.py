@@ -41,6 +41,27 @@ def test_readout_is_top_over_second_median_of_the_absolute_deltas():
     assert ratio == pytest.approx(med[0] / med[1])
 
 
+def test_subspace_share_is_the_energy_of_the_best_k_components():
+    c, f = _coords()
+    got = {key.variant: v for key, v in sc.subspace(c, f).items()}
+    d = c.deltas["shift"]
+    energy = sorted(((d[:, j] ** 2).sum() for j in range(d.shape[1])), reverse=True)   # brute force
+    for k in sc.SUBSPACE_DIMS:
+        assert got[f"best {k}"] == pytest.approx(sum(energy[:k]) / sum(energy), rel=1e-12)
+    assert got["best 1"] > 0.99                                  # planted: component 1 takes it all
+    # a change spread evenly over two equal components: one takes half, two take all (the case PCA
+    # cannot split: the single-component read-out fails, the subspace one holds)
+    two = np.zeros((30, 6))
+    two[:, 0], two[:, 1] = 1.0, -1.0
+    shares = {k.variant: v for k, v in sc.subspace(sc.Coordinates(c.train, c.val, {"t": two}), f).items()}
+    assert shares["best 1"] == pytest.approx(0.5) and shares["best 2"] == pytest.approx(1.0)
+    assert np.isnan(sc.subspace_share(np.zeros((3, 4)), 2))
+    # a random rotation of the planted change spreads it: the null stands well below
+    table = sc.score_table(c, f, sc.null_coordinates(c, c.train.var(0, ddof=1), 30, 0), {"subspace": sc.subspace})
+    entry = table[sc.subspace_label("shift", 1)]
+    assert entry["observed"] > entry["null_p95"] and entry["variant"] == "best 1" and entry["transform"] == "shift"
+
+
 def test_informativeness_matches_a_least_squares_fit():
     c, f = _coords()
     got = {key.factor: v for key, v in sc.informativeness(c, f).items()}
@@ -56,7 +77,8 @@ def test_every_number_carries_its_structured_key():
     c, f = _coords()
     numbers = sc.evaluate(c, f, {**sc.SCORES, **sc.STUDY_SCORES})
     families = {k.family for k in numbers}
-    assert families == {"SAP", "MIG", "DCI", "selectivity", "informativeness", "readout", "best single R²"}
+    assert families == {"SAP", "MIG", "DCI", "selectivity", "informativeness", "readout", "subspace",
+                        "best single R²"}
     assert len({k.label for k in numbers}) == len(numbers)              # labels stay unique table keys
     assert {k.factor for k in numbers if k.family == "informativeness"} == {"a", "b"}
     assert {k.variant for k in numbers if k.family == "selectivity"} == {"top share", "mean response"}

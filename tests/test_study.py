@@ -117,6 +117,35 @@ def test_planted_single_component_is_supported_and_a_rotation_of_it_is_not():
     assert row["claim"].startswith("Fig 5") and row["verdict"] != "supported"
 
 
+def test_subspace_verdict_holds_for_a_two_dimensional_change_the_single_read_out_misses():
+    """Translation split evenly over components 1 and 2 (equal variances): Fig 5's single component is not
+    supported, the 2-component subspace is, and its rows carry both nulls."""
+    out = {"noskip": [], "untrained": []}
+    for s in range(4):
+        train, deltas = _latents(20 + s, planted=False)
+        rng = np.random.default_rng(s)
+        amp = rng.normal(2.0, 0.2, 40)
+        deltas[:, 0] += amp / np.sqrt(2)
+        deltas[:, 1] += amp / np.sqrt(2) * (1 + 0.02 * rng.standard_normal(40))
+        ratio = train.var(0) / train.var(0).sum()
+        out["noskip"].append({**study.score_coefficients({"translation": deltas}, train, train[:40], ratio,
+                                                         n_null=60, seed=s), "seed": s})
+        u_train, u_deltas = _latents(40 + s, planted=False)
+        out["untrained"].append(study.score_coefficients({"translation": u_deltas}, u_train, u_train[:40], ratio,
+                                                         n_null=60, seed=s))
+    rows = {r["claim"]: r for r in study.verdicts(out)}
+    assert rows["Fig 5: one component stands out under translation (top/second median |Δa|)"]["verdict"] != \
+        "supported"
+    two = rows["translation lives in 2 components: their share of |Δa|²"]
+    assert two["verdict"] == "supported" and two["measured"]["lo"] > 0.9
+    assert set(two["baseline"]) == {"variance_matched_p95", "rotation_p95", "untrained"}
+    assert two["baseline"]["untrained"] < 0.6
+    rec = out["noskip"][0]["subspace"]["translation"]
+    assert set(rec) == {f"best {k}" for k in sc.SUBSPACE_DIMS}
+    assert rec["best 1"]["share"] == pytest.approx(0.5, abs=0.05)
+    assert rec["best 1"]["share"] < rec["best 2"]["share"] <= rec["best 3"]["share"] <= 1
+
+
 def test_each_baseline_can_fail():
     # unplanted deltas: the null explains the ratio -> not supported / inconclusive
     rows = {r["claim"][:5]: r for r in study.verdicts(_scores(planted=False))}

@@ -101,6 +101,38 @@ def readout(c: Coordinates, f: Factors) -> dict[ScoreKey, float]:
             for t, d in c.deltas.items()}
 
 
+#: subspace sizes of the subspace read-out: the share of |Δa|² taken by the best 1, 2 and 3 components
+SUBSPACE_DIMS = (1, 2, 3)
+
+
+def subspace_share(deltas: np.ndarray, k: int) -> float:
+    """Share of a transform's latent change taken by its ``k`` strongest components.
+
+    Args:
+        deltas: ``(M, K)`` signed changes ``a(X') - a(X)`` of ``M`` subjects.
+        k: components kept.
+    Returns:
+        ``sum of the k largest e_j / sum_j e_j`` with ``e_j`` the mean over subjects of ``Δa_j²``: 1 when the
+        change lives in ``k`` components, ``k / K`` when it is spread evenly; NaN without any change.
+    """
+    e = np.mean(np.asarray(deltas, np.float64) ** 2, axis=0)
+    total = float(e.sum())
+    return float(np.sort(e)[::-1][:k].sum() / total) if total > 0 else float("nan")
+
+
+def subspace(c: Coordinates, f: Factors) -> dict[ScoreKey, float]:
+    """Per case-study transform and ``k`` in :data:`SUBSPACE_DIMS`: :func:`subspace_share`, the subspace
+    read-out beside the single-component one (:func:`readout`). PCA cannot separate factors of equal variance,
+    so "one component per transform" can fail while "the transform lives in a 2-3-dimensional subspace" holds."""
+    return {ScoreKey("subspace", subspace_label(t, k), transform=t, variant=f"best {k}"): subspace_share(d, k)
+            for t, d in c.deltas.items() for k in SUBSPACE_DIMS}
+
+
+def subspace_label(transform: str, k: int) -> str:
+    """The label of :func:`subspace`'s number (a builder; nothing parses it)."""
+    return f"subspace {transform} (share of |Δa|² in the best {k})"
+
+
 def sap(c: Coordinates, f: Factors) -> dict[ScoreKey, float]:
     return {ScoreKey("SAP", "SAP"): dz.sap_score(c.train, f.train)}
 
@@ -132,7 +164,7 @@ def selectivity(c: Coordinates, f: Factors) -> dict[ScoreKey, float]:
 #: for every basis; the seed study scores :data:`STUDY_SCORES` the same way
 SCORES: dict[str, Score] = {"SAP": sap, "MIG": mig, "DCI": dci, "selectivity": selectivity,
                             "informativeness": informativeness}
-STUDY_SCORES: dict[str, Score] = {"readout": readout, "best single R²": best_single_r2}
+STUDY_SCORES: dict[str, Score] = {"readout": readout, "subspace": subspace, "best single R²": best_single_r2}
 
 
 def null_coordinates(c: Coordinates, variances: np.ndarray | None, n_null: int, seed: int) -> list[Coordinates]:

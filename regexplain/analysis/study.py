@@ -54,6 +54,8 @@ RULES = {
             "not supported if it lies below 0; else inconclusive",
     "variance": "supported if the 95 % interval lies above the paper's threshold and above the untrained "
                 "encoder's mean; not supported if it lies below the threshold; else inconclusive",
+    "subspace": "supported if the 95 % interval of the share lies above the variance-matched null's 95th "
+                "percentile; not supported if it lies below it; else inconclusive",
     "reading": "supported if the 95 % interval of the best single-component R² lies above both the untrained "
                "encoder's mean and the random-basis null's 95th percentile; not supported if it lies below "
                "that percentile; else inconclusive",
@@ -72,12 +74,14 @@ def score_coefficients(deltas: Mapping[str, np.ndarray], coeffs_train: np.ndarra
                        variance_ratio: np.ndarray, factors_val: Mapping[str, np.ndarray] | None = None,
                        n_null: int = 200, seed: int = 0) -> dict[str, Any]:
     """Every study score of one model from its coefficients (pure; what :func:`score_run` computes): the
-    registry's ``readout`` and ``best single R²`` (:data:`regexplain.analysis.scores.STUDY_SCORES`), each beside the
-    registry's nulls (:func:`regexplain.analysis.scores.null_coordinates`).
+    registry's ``readout``, ``subspace`` and ``best single R²`` (:data:`regexplain.analysis.scores.STUDY_SCORES`),
+    each beside the registry's nulls (:func:`regexplain.analysis.scores.null_coordinates`).
 
-    Nulls: the read-out in ``n_null`` random bases of the same subspace with matched variances
-    (``null_variance_matched_p95``, the one the verdict uses) and plainly rotated (``null_rotation_p95``, shown
-    beside it); the best single-component R² in ``max(n_null // 4, 20)`` matched-variance bases (seed + 1).
+    ``subspace``: per transform, ``{"best k": {"share", "null_variance_matched_p95", "null_rotation_p95"}}`` for
+    k in :data:`regexplain.analysis.scores.SUBSPACE_DIMS`. Nulls: the read-outs in ``n_null`` random bases of
+    the same subspace with matched variances (``null_variance_matched_p95``, the one the verdict uses) and
+    plainly rotated (``null_rotation_p95``, shown beside it); the best single-component R² in
+    ``max(n_null // 4, 20)`` matched-variance bases (seed + 1).
 
     ``deltas``: transform name -> ``(N, K)`` signed changes; ``variance_ratio``: ``(K,)`` explained variance
     ratios; ``factors_val``: factor name -> ``(N_val,)`` true values (phantoms), or ``None``.
@@ -85,15 +89,19 @@ def score_coefficients(deltas: Mapping[str, np.ndarray], coeffs_train: np.ndarra
     variances = coeffs_train.var(0, ddof=1)
     c = sc.Coordinates(coeffs_train, coeffs_val, dict(deltas))
     out: dict[str, Any] = {"explained_K": float(np.sum(variance_ratio)),
-                           "explained_first4": float(np.sum(variance_ratio[:4])), "readout": {}, "reading": {}}
+                           "explained_first4": float(np.sum(variance_ratio[:4])), "readout": {}, "subspace": {},
+                           "reading": {}}
     no_factors = sc.Factors((), np.zeros((len(coeffs_train), 0)), np.zeros((len(coeffs_val), 0)), K_READ)
-    score = {"readout": sc.readout}
+    score = {"readout": sc.readout, "subspace": sc.subspace}
     matched = sc.score_table(c, no_factors, sc.null_coordinates(c, variances, n_null, seed), score)
     rotated = sc.score_table(c, no_factors, sc.null_coordinates(c, None, n_null, seed), score)
     for label, entry in matched.items():
         t = entry["transform"]
-        out["readout"][t] = {**readout(np.abs(deltas[t])), "null_rotation_p95": rotated[label]["null_p95"],
-                             "null_variance_matched_p95": entry["null_p95"]}
+        nulls = {"null_rotation_p95": rotated[label]["null_p95"], "null_variance_matched_p95": entry["null_p95"]}
+        if entry["family"] == "readout":
+            out["readout"][t] = {**readout(np.abs(deltas[t])), **nulls}
+        else:   # subspace: share of |Δa|² in the best k components, per k
+            out["subspace"].setdefault(t, {})[entry["variant"]] = {"share": entry["observed"], **nulls}
     wanted = {f: t for t, f in READ_FACTORS.items() if factors_val and f in factors_val}
     if wanted:
         names = list(wanted)
@@ -174,6 +182,18 @@ def verdicts(scores: Mapping[str, Sequence[Mapping[str, Any]]], paper_k: float =
             rows.append({"claim": f"Fig 8: no skip more selective than skip under {t} (ratio difference)",
                          "measured": iv, "baseline": {"zero": 0.0}, "verdict": decide(iv, [0.0], 0.0),
                          "rule": RULES["skip"]})
+    for t in (ns[0].get("subspace", {}) if ns else {}):
+        for k in sc.SUBSPACE_DIMS:
+            iv = interval(col(ns, "subspace", t, f"best {k}", "share"))
+            if iv["n"] == 0:
+                continue
+            null = interval(col(ns, "subspace", t, f"best {k}", "null_variance_matched_p95"))["mean"]
+            rot = interval(col(ns, "subspace", t, f"best {k}", "null_rotation_p95"))["mean"]
+            unt = interval(col(un, "subspace", t, f"best {k}", "share"))["mean"]
+            rows.append({"claim": f"{t} lives in {k} component{'s' if k > 1 else ''}: their share of |Δa|²",
+                         "measured": iv, "baseline": {"variance_matched_p95": null, "rotation_p95": rot,
+                                                      "untrained": unt},
+                         "verdict": decide(iv, [null], null), "rule": RULES["subspace"]})
     for key, thr, paper in (("explained_K", 0.90, paper_k), ("explained_first4", 0.50, paper_first4)):
         iv = interval(col(ns, key))
         unt = interval(col(un, key))["mean"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from regexplain.commands.options import int_at_least, seed_value
+from regexplain.commands.options import int_at_least, non_negative, seed_value
 from regexplain.config import PHANTOM_REGIMES
 
 
@@ -38,6 +38,22 @@ def register(subparsers) -> None:
     d.add_argument("--root", required=True, type=Path, help="folder that will hold dataset.json")
     d.set_defaults(func=_download)
 
+    r = sub.add_parser("real", help="real-anatomy check data: hippocampus crops (MSD layout) cut from the T1 "
+                       "templates installed packages ship (Debian mricron-data; nilearn, nimare)")
+    r.add_argument("--out", required=True, type=Path, help="dataset folder to create")
+    r.add_argument("--crops", type=int_at_least(1), default=4,
+                   help="crops per hemisphere of each template (default 4)")
+    r.add_argument("--offset-mm", type=non_negative, default=4.0,
+                   help="crop offset from the hippocampus' centre, uniform in [-o, o] mm per axis (default 4)")
+    r.add_argument("--rotation-deg", type=non_negative, default=5.0,
+                   help="crop rotation, uniform in [-r, r] degrees about each axis (default 5)")
+    r.add_argument("--search", type=Path, action="append", default=[], metavar="DIR",
+                   help="also look for the files under DIR (e.g. a `dpkg -x` of mricron-data or an unzipped "
+                        "wheel); repeatable")
+    r.add_argument("--seed", type=seed_value, default=0, help="0 .. 2^32 - 1 (default 0)")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing folder")
+    r.set_defaults(func=_real)
+
     i = sub.add_parser("info", help="summarise a dataset folder")
     i.add_argument("root", type=Path)
     i.add_argument("--shape", type=int_at_least(4), nargs=3, metavar=("D", "H", "W"), default=None,
@@ -56,6 +72,18 @@ def _synth(args: argparse.Namespace) -> int:
     out = spec.synthesize(args.out, args.n or spec.synth_count, tuple(args.shape or spec.base_shape), args.seed,
                           args.regime, overwrite=args.overwrite)
     print(f"wrote {out}")
+    return 0
+
+
+def _real(args: argparse.Namespace) -> int:
+    from regexplain.data.real_anatomy import build_from_packages
+
+    out, found = build_from_packages(args.out, search=args.search, crops=args.crops, offset_mm=args.offset_mm,
+                                     rotation_deg=args.rotation_deg, seed=args.seed, overwrite=args.overwrite)
+    print(f"wrote {out} from " + ", ".join(s.name for s, _ in found.templates)
+          + f" ({len({s.anatomy for s, _ in found.templates})} independent brains)")
+    for line in found.missing:
+        print(f"  not found: {line}")
     return 0
 
 

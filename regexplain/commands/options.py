@@ -65,6 +65,14 @@ def positive_float(text: str) -> float:
     return value
 
 
+def non_negative(text: str) -> float:
+    """A finite ``float`` >= 0."""
+    value = _number(text)
+    if not (value >= 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
 def fraction(text: str) -> float:
     """A ``float`` strictly between 0 and 1."""
     value = _number(text)

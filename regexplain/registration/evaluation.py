@@ -170,3 +170,25 @@ def baseline_and_axes(rows: list[dict[str, Any]]) -> dict[str, Any]:
     m = np.array([[r[f"offset_model_{a}"] for a in "xyz"] for r in rows])
     return {"dice_centroid_baseline": float(np.nanmean([r["dice_centroid"] for r in rows])),
             "axis_recovery": dict(zip("xyz", axis_recovery(t, m).tolist(), strict=True))}
+
+
+#: the real-anatomy check (regexplain.data.real_anatomy) scores this share of its crops (>= 2 left aside: the
+#: split needs two sides) ...
+REAL_SPLIT = (0.1, 0.9)
+#: ... over this many random pairs of different crops
+REAL_PAIRS = 40
+
+
+def real_anatomy_row(model, cfg, folder, name: str, *, pairs: int = REAL_PAIRS, device=None) -> dict[str, Any]:
+    """:func:`baseline_row` of ``model`` (trained with config ``cfg``) on a real-anatomy folder (``regexplain
+    data real``), at the model's working shape: the validation side of :data:`REAL_SPLIT`, ``pairs`` pairs
+    (:func:`regexplain.data.pairs.validation_pairs`, the config's data seed). DataError naming the folder when
+    it is not a dataset."""
+    from regexplain.config import override
+    from regexplain.data.pairs import load_splits, validation_pairs
+
+    data = override(cfg, {"data": {"root": str(folder), "split": list(REAL_SPLIT), "exact_counts": False}},
+                    source="real-anatomy check").data
+    _, val = load_splits(data, progress=False)
+    chosen = validation_pairs(val, pairs, data.seed)
+    return baseline_row(model, val, chosen, data.num_labels, name, device=device)

@@ -121,12 +121,17 @@ def _load_data(cfg: Config, data):
     return load_splits(cfg.data)
 
 
-def _draw_batch(images, labels, groups, cfg: Config, gen: torch.Generator, share: slice | None = None):
+def _draw_batch(images, labels, groups, cfg: Config, gen: torch.Generator, share: slice | None = None,
+                step: int = 0):
     """Moving/fixed images and one-hot labels of ``batch_size`` random pairs of different subjects,
     augmented (image and label with the same transform; see :func:`pair_augmentation_maps`).
 
     ``share``: the pairs of the drawn batch to return (a data-parallel rank's share); all by default. The
     whole batch is drawn either way, so a share holds the very pairs and transforms a single process sees.
+
+    Returns moving and fixed as the network sees them (randomised when ``data.randomize.enabled``), their
+    one-hot labels, then moving and fixed un-randomised (what the similarity loss compares). ``step``: the
+    training step (the randomisation's ramp, :func:`regexplain.data.randomize.ramp`).
     """
     from regexplain.data.pairs import random_pairs
 
@@ -139,7 +144,14 @@ def _draw_batch(images, labels, groups, cfg: Config, gen: torch.Generator, share
     idx = torch.cat([mi, fi])[sel].to(images.device)
     img, lab = apply_maps(phi[sel.to(phi.device)], images[idx], labels[idx])
     oh = one_hot(lab, cfg.data.num_labels)
-    return img[:n], img[n:], oh[:n], oh[n:]
+    seen = img
+    if cfg.data.randomize.enabled:   # the network sees random appearances; the loss the images themselves
+        from regexplain.data.randomize import ramp, randomize
+
+        full = torch.empty((2 * b, *img.shape[1:]), dtype=img.dtype, device=img.device)
+        full[sel.to(img.device)] = img
+        seen = randomize(full, cfg.data.randomize, gen, select=sel, strength=ramp(cfg.data.randomize, step))
+    return seen[:n], seen[n:], oh[:n], oh[n:], img[:n], img[n:]
 
 
 class _Log:
@@ -368,13 +380,13 @@ class Trainer:
     def _step(self, step: int, gen: torch.Generator, stop: bool) -> dict[str, float] | None:
         from regexplain.registration.losses import registration_loss
 
-        moving, fixed, m_oh, f_oh = _draw_batch(self.images, self.labels, self.groups, self.cfg, gen,
-                                                self.share)
+        moving, fixed, m_oh, f_oh, m_img, f_img = _draw_batch(self.images, self.labels, self.groups, self.cfg,
+                                                              gen, self.share, step)
         moving, fixed = (x.contiguous(memory_format=self.memory_format) for x in (moving, fixed))
         amp = self.device.type == "cuda" and self.cfg.train.amp
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
             out = self.net(moving, fixed)
-        loss, terms = registration_loss(_to_float(out), moving, fixed, m_oh, f_oh, self.cfg.loss)
+        loss, terms = registration_loss(_to_float(out), m_img, f_img, m_oh, f_oh, self.cfg.loss)
         keys = list(terms)
         shared = torch.tensor([float(stop and self.ddp.main), *(terms[k] for k in keys)], device=self.device)
         shared = torch.cat([loss.detach().float().reshape(1), shared])

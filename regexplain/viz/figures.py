@@ -159,6 +159,28 @@ def _jacobian_colourbar(fig: Figure, axes, limit: float, cax=None) -> None:
     cb.ax.tick_params(colors="white", labelsize=9)
 
 
+def plot_components_on_subjects(subjects: Mapping[str, tuple[np.ndarray, np.ndarray, Sequence[str] | None]],
+                                disp: np.ndarray, *, view: str = "sagittal", col_labels: Sequence[str] | None = None,
+                                suptitle: str | None = None, arrows: str = "motion") -> Figure:
+    """The same decoded components on several subjects, one row each (e.g. a phantom beside a real crop).
+
+    Args:
+        subjects: row label -> ``(image (D, H, W), label (D, H, W), axcodes or None)``, each at the shape of
+            ``disp``; each is cut through its own structure's centre.
+        disp: ``(n, 3, D, H, W)`` displacements of ``n`` components (voxels, sampling offsets).
+        col_labels: one per component (default ``component 1 .. n``).
+    A component's displacement field does not depend on the subject (it is decoded from the latent
+    direction alone), so the rows differ only in the anatomy it moves; arrow scales are shared.
+    """
+    from regexplain.viz.slices import slice_view
+
+    disp = np.asarray(disp)
+    grid = [[slice_view(img, lab, d, view, axcodes=ax, arrows=arrows) for d in disp]
+            for img, lab, ax in subjects.values()]
+    labels = list(col_labels) if col_labels is not None else [f"component {i + 1}" for i in range(len(disp))]
+    return plot_slice_grid(grid, row_labels=list(subjects), col_labels=labels, suptitle=suptitle)
+
+
 def _boxes(ax, data: np.ndarray, positions: np.ndarray, color: str, width: float):
     bp = ax.boxplot([data[:, j] for j in range(data.shape[1])], positions=positions, widths=width,
                     patch_artist=True, showfliers=True, flierprops={"markersize": 2, "alpha": 0.5})
