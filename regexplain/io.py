@@ -177,13 +177,43 @@ def atomic_files(folder: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+class _Writes:
+    """A binary file for ``torch.save`` that keeps the OSError of a failed write: torch's writer may turn it
+    into ``RuntimeError: [enforce fail at inline_container.cc] . unexpected pos``, naming no cause."""
+
+    def __init__(self, fh):
+        self.fh, self.error = fh, None
+
+    def write(self, data) -> int:
+        try:
+            return self.fh.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self) -> None:
+        try:
+            self.fh.flush()
+        except OSError as e:
+            self.error = e
+            raise
+
+
 def save_torch(obj: Any, path: str | Path) -> None:
     """``torch.save`` atomically, through a Python file: a full disk is an OSError naming ``path``
     (:class:`DiskFullError`), not torch's ``RuntimeError: ... unexpected pos``."""
     import torch
 
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        torch.save(obj, fh)
+        writes = _Writes(fh)
+        try:
+            torch.save(obj, writes)
+        except RuntimeError as e:
+            if writes.error is None:
+                raise
+            raise writes.error from e
+        if writes.error is not None:   # a failed write torch went past: never keep that archive
+            raise writes.error
 
 
 @contextlib.contextmanager
