@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -175,9 +176,11 @@ def _code_version() -> str:
 
 
 def make(profile: str = "quick", *, runs_dir: str | Path = "runs", data_dir: str | Path = "data", seed: int = 0,
-         out: str | Path = WEIGHTS_DIR, force: bool = False, log=print) -> dict[str, Any]:
+         out: str | Path = WEIGHTS_DIR, force: bool = False, only: Sequence[str] | None = None,
+         log=print) -> dict[str, Any]:
     """Train (or reuse) the main job's three models under ``profile`` and ship them into ``out``: weights,
-    decomposition, and the manifest with the check phantoms' Dice. What ``regexplain pretrained make`` runs."""
+    decomposition, and the manifest with the check phantoms' Dice. ``only``: the short names to make (default
+    all three; the others keep their manifest entries). What ``regexplain pretrained make`` runs."""
     import tempfile
 
     import torch
@@ -189,7 +192,12 @@ def make(profile: str = "quick", *, runs_dir: str | Path = "runs", data_dir: str
 
     out = Path(out)
     models: dict[str, Any] = {}
+    unknown = sorted(set(only or ()) - set(PRETRAINED))
+    if unknown:
+        raise UsageError(f"no shipped model named {', '.join(unknown)}; known: {', '.join(PRETRAINED)}")
     for short, rn in PRETRAINED.items():
+        if only and short not in only:
+            continue
         cfg = model_config(profile, rn, data_dir, seed)
         log(ensure_data(cfg))
         rd = run_folder(runs_dir, profile, rn)

@@ -199,3 +199,32 @@ def test_msd_like_regime_has_small_pose_and_dominant_shape_variance(tmp_path):
     assert cfg.data.phantom_regime == "msd_like"
     with pytest.raises(ValueError, match="unknown phantom regime"):
         synthetic.hippocampus_factor_sd((32, 32, 32), regime="flat")
+
+
+def test_population_regime_gives_each_subject_an_anatomy_of_its_own(tmp_path):
+    """Same factors, labels and subject 0 as the calibrated regime; every other subject's background is the
+    render of its own template (seed + stride * i), so no two subjects share one brain."""
+    shape, n, seed = (16, 16, 16), 4, 3
+    cal = synthetic.synthesize_hippocampus(tmp_path / "c", n, shape, seed=seed, regime="calibrated", progress=False)
+    pop = synthetic.synthesize_hippocampus(tmp_path / "p", n, shape, seed=seed, regime="population", progress=False)
+    assert synthetic.read_meta(pop)["anatomies"] == "subject"
+    assert synthetic.read_meta(cal)["anatomies"] == "one"
+    assert (cal / "factors.csv").read_text() == (pop / "factors.csv").read_text()
+    _, _, factors = synthetic.read_factors(pop)
+    imgs = {}
+    for i in range(n):
+        name = f"hippocampus_{i:03d}.nii.gz"
+        lab_c, lab_p = (read_nifti(r / "labelsTr" / name)[0] for r in (cal, pop))
+        np.testing.assert_array_equal(lab_c, lab_p)      # the labelled tube is the same in every template
+        img_c, img_p = (read_nifti(r / "imagesTr" / name)[0].astype(np.float64) for r in (cal, pop))
+        imgs[i] = img_p
+        if i == 0:
+            np.testing.assert_array_equal(img_c, img_p)
+            continue
+        # the noise draws are the same in both: what differs is the anatomy, several noise SDs on average
+        assert np.abs(img_c - img_p)[lab_p == 0].mean() > 3 * synthetic.NOISE_SD * synthetic.INTENSITY
+        own = synthetic.render_hippocampus(synthetic.regime_template("population", shape,
+                                                                     seed + synthetic.ANATOMY_STRIDE * i),
+                                           factors[i:i + 1])[0][0, 0].numpy()
+        resid = img_p - own       # only the noise (and int16 rounding) is left
+        assert abs(resid.std() - synthetic.NOISE_SD * synthetic.INTENSITY) < 0.3 * synthetic.NOISE_SD * synthetic.INTENSITY

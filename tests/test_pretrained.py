@@ -105,3 +105,10 @@ def test_explore_pretrained_serves_the_shipped_model(tmp_path, cache):
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
     assert proc.returncode == 0
+
+
+def test_make_only_names_a_shipped_model(tmp_path):
+    with pytest.raises(UsageError, match="no shipped model named nope"):
+        pretrained.make("quick", runs_dir=tmp_path / "runs", data_dir=tmp_path / "data", out=tmp_path / "w",
+                        only=["nope"], log=lambda *_: None)
+    assert not (tmp_path / "w").exists() and not (tmp_path / "data").exists()

@@ -28,8 +28,9 @@ def register(subparsers) -> None:
     s.add_argument("--seed", type=seed_value, default=0, help="0 .. 2^32 - 1 (default 0)")
     s.add_argument("--regime", choices=PHANTOM_REGIMES, default=PHANTOM_REGIMES[0],
                    help="hippocampus phantoms: calibrated (default: the paper's Dice before registration, a "
-                        "T1-like structure as bright as its surroundings), pose (pose dominates) or msd_like "
-                        "(shape dominates); pose and msd_like draw a bright structure")
+                        "T1-like structure as bright as its surroundings, every subject a warp of one anatomy), pose "
+                        "(pose dominates), msd_like (shape dominates; both draw a bright structure) or population "
+                        "(calibrated, each subject an anatomy of its own)")
     s.add_argument("--overwrite", action="store_true", help="replace an existing folder")
     s.set_defaults(func=_synth)
 

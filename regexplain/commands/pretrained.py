@@ -25,6 +25,8 @@ def register(subparsers) -> None:
     m.add_argument("--data", default="data", help="data folder (phantoms made when missing)")
     m.add_argument("--out", type=Path, help="where to ship (default: the package's regexplain/weights)")
     m.add_argument("--force", action="store_true", help="train again even where a finished run exists")
+    m.add_argument("--only", action="append", choices=("hippocampus", "hippocampus-skip", "lung"), metavar="NAME",
+                   help="make only this shipped model (repeatable; the others keep their manifest entries)")
     m.set_defaults(func=_make)
 
 
@@ -69,5 +71,5 @@ def _make(args: argparse.Namespace) -> int:
     from regexplain.pretrained import WEIGHTS_DIR, make
 
     make(args.profile, runs_dir=args.runs, data_dir=args.data, seed=args.seed, out=args.out or WEIGHTS_DIR,
-         force=args.force)
+         force=args.force, only=args.only)
     return 0

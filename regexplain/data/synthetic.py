@@ -61,8 +61,17 @@ REGIMES: dict[str, dict[str, tuple[float, ...]]] = {
     "msd_like": {"rot": (1.0, 1.5, 2.5), "trans": (0.4, 0.6, 0.9), "log_scale": (0.02,),
                  "modes": (4.5, 3.5, 2.8, 2.2)},
 }
+#: "population": the calibrated statistics, each subject with an anatomy of its own (below)
+REGIMES["population"] = dict(REGIMES["calibrated"])
 #: The template each regime warps: "t1" (structure from context) or "blob" (a bright structure).
-APPEARANCE = {"calibrated": "t1", "pose": "blob", "msd_like": "blob"}
+APPEARANCE = {"calibrated": "t1", "pose": "blob", "msd_like": "blob", "population": "t1"}
+#: How many anatomies a regime's subjects are warps of: one template (its seed) for the first three, so every
+#: subject shares one background of tissue, sulci and blobs (a network can learn that one brain, not
+#: registration: the models trained on it fail on phantoms of another seed and on real MRI); "subject": a
+#: template of its own per subject (template seed ``seed + ANATOMY_STRIDE * i``, subject 0 keeping ``seed``),
+#: as every MSD subject is another brain. The labelled structure's tube is the same in every template.
+ANATOMIES = {"calibrated": "one", "pose": "one", "msd_like": "one", "population": "subject"}
+ANATOMY_STRIDE = 7919
 
 HIPPO_FACTORS = ("rot_x_deg", "rot_y_deg", "rot_z_deg", "trans_x_vox", "trans_y_vox", "trans_z_vox", "scale")
 
@@ -171,6 +180,7 @@ def _centerline() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return pts - q[score > 0].mean(0), radius, t
 
 
+@functools.lru_cache(maxsize=2)
 def _tube(shape: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Inside score ``(D, H, W)`` (> 0 inside, in fractions), nearest curve parameter ``(D, H, W)`` and
     offset from the nearest curve point ``(3, D, H, W)``."""
@@ -393,6 +403,7 @@ def synthesize_hippocampus(out: str | Path, n: int, shape: Sequence[int] = (64, 
     rng = np.random.default_rng([seed, 2])
     factors = _draw(rng, sd, n)
     factors[:, 6] = np.exp(factors[:, 6])  # recorded as the scale factor itself
+    per_subject = ANATOMIES[regime] == "subject"
     template = regime_template(regime, shape, seed)
     noise = torch.Generator().manual_seed(seed)
     affine = _grid_affine(HIPPO_SPACING, shape)
@@ -403,7 +414,12 @@ def synthesize_hippocampus(out: str | Path, n: int, shape: Sequence[int] = (64, 
         (tmp / "labelsTr").mkdir()
         bar = tqdm(total=n, desc="hippocampus phantoms", unit="subj", disable=not progress)
         for s in range(0, n, batch):
-            img, lab = render_hippocampus(template, factors[s:s + batch])
+            if per_subject:   # each subject warps an anatomy of its own
+                rendered = [render_hippocampus(regime_template(regime, shape, seed + ANATOMY_STRIDE * i) if i else
+                                               template, factors[i:i + 1]) for i in range(s, min(s + batch, n))]
+                img, lab = (torch.cat(parts) for parts in zip(*rendered, strict=True))
+            else:
+                img, lab = render_hippocampus(template, factors[s:s + batch])
             img = img + NOISE_SD * INTENSITY * torch.randn(img.shape, generator=noise)
             img = img.round().clamp(-32768, 32767).to(torch.int16)  # MRI-like integers, half the bytes
             for j in range(img.shape[0]):
@@ -416,7 +432,8 @@ def synthesize_hippocampus(out: str | Path, n: int, shape: Sequence[int] = (64, 
         write_json(tmp / "dataset.json", meta)
         _write_factors(tmp / "factors.csv", ids, names, factors)
         write_json(tmp / "synthetic.json", {
-            "kind": "hippocampus", "regime": regime, "appearance": APPEARANCE[regime], "n": n, "shape": list(shape),
+            "kind": "hippocampus", "regime": regime, "appearance": APPEARANCE[regime], "anatomies": ANATOMIES[regime],
+            "n": n, "shape": list(shape),
             "seed": seed, "n_modes": n_modes,
             "factor_sd": dict(zip(names, sd.tolist(), strict=True)), "noise_sd": NOISE_SD * INTENSITY,
             "scale_note": "scale is exp(N(0, sd)) with sd given for log(scale)",
