@@ -37,7 +37,8 @@ STUDY_REGIMES = ("calibrated", "pose")      # `study --regime both`: the calibra
 BASES = ("pca", "ica", "sparse_pca", "sefa", "supervised", "random_orthonormal")
 #: components `regexplain match` compares by default (regexplain.analysis.matching; here for the torch-free CLI)
 MATCH_COMPONENTS = 8
-PHANTOM_REGIMES = ("calibrated", "pose", "msd_like", "population")   # regexplain.data.synthetic.REGIMES (kept in sync by a test)
+#: regexplain.data.synthetic.REGIMES (kept in sync by a test)
+PHANTOM_REGIMES = ("calibrated", "pose", "msd_like", "population")
 #: MONAI's defaults that set a family's downsamplings (regexplain.adapters.families uses the same)
 VOXELMORPH_CHANNELS = (16, 32, 32, 32, 32, 32)
 VXM_FEATURES = (16, 16, 16, 16, 16)     # voxelmorph's own VxmPairwise (nb_features: one max-pooling each)

@@ -227,4 +227,5 @@ def test_population_regime_gives_each_subject_an_anatomy_of_its_own(tmp_path):
                                                                      seed + synthetic.ANATOMY_STRIDE * i),
                                            factors[i:i + 1])[0][0, 0].numpy()
         resid = img_p - own       # only the noise (and int16 rounding) is left
-        assert abs(resid.std() - synthetic.NOISE_SD * synthetic.INTENSITY) < 0.3 * synthetic.NOISE_SD * synthetic.INTENSITY
+        noise_sd = synthetic.NOISE_SD * synthetic.INTENSITY
+        assert abs(resid.std() - noise_sd) < 0.3 * noise_sd
