@@ -11,9 +11,36 @@ made deterministic (a hook, an injected fault) rather than skipped when it goes 
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from regexplain.data import synthetic
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_LEAKED: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_restored(request):
+    """Each test starts with the handlers the session started with: a test that leaves SIGINT ignored (an
+    in-process CLI call cut short) would otherwise make a later test's Ctrl-C do nothing. Tests that left
+    one changed are listed at the end of the run, so the leak can be fixed where it starts."""
+    before = {s: signal.getsignal(s) for s in _SIGNALS}
+    yield
+    after = {s: signal.getsignal(s) for s in _SIGNALS}
+    if after != before:
+        _LEAKED.append(f"{request.node.nodeid}: " + ", ".join(
+            f"{signal.Signals(s).name} {before[s]!r} -> {after[s]!r}" for s in _SIGNALS if after[s] != before[s]))
+        for s, h in before.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _LEAKED:
+        terminalreporter.section("signal handlers a test left changed (restored after it)")
+        for line in _LEAKED:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
