@@ -107,7 +107,9 @@ def main() -> int:
     ap = parser("explorer", __doc__)
     ap.add_argument("--decomposition", type=Path, help="a `regexplain decompose` folder (default: a smoke run)")
     ap.add_argument("--moves", type=int, default=10, help="single λ key presses timed")
-    ap.add_argument("--pretrained", choices=("hippocampus", "hippocampus-skip", "lung"),
+    from regexplain.pretrained import PRETRAINED
+
+    ap.add_argument("--pretrained", choices=tuple(PRETRAINED),
                     help="time `regexplain explore --pretrained NAME` from the command to the first picture")
     args = ap.parse_args()
     from browser import (

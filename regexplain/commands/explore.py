@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from regexplain.pretrained import PRETRAINED
+
 #: The longest the launcher waits for the page to be prepared before it announces the URL anyway.
 READY_TIMEOUT_S = 180.0
 
@@ -16,7 +18,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("explore", help="serve the λ-slider explorer in a browser (Voilà, 127.0.0.1)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--decomposition", type=Path, help="directory written by `decompose`")
-    src.add_argument("--pretrained", choices=("hippocampus", "hippocampus-skip", "lung"),
+    src.add_argument("--pretrained", choices=tuple(PRETRAINED),
                      help="a trained quick model shipped with regexplain, on freshly synthesised phantoms (no "
                           "training first; `regexplain pretrained list`)")
     p.add_argument("--port", type=_port, help="port on 127.0.0.1 (default: a free one)")

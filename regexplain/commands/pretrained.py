@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from regexplain.commands.options import seed_value
+from regexplain.pretrained import PRETRAINED
 
 
 def register(subparsers) -> None:
@@ -25,7 +26,7 @@ def register(subparsers) -> None:
     m.add_argument("--data", default="data", help="data folder (phantoms made when missing)")
     m.add_argument("--out", type=Path, help="where to ship (default: the package's regexplain/weights)")
     m.add_argument("--force", action="store_true", help="train again even where a finished run exists")
-    m.add_argument("--only", action="append", choices=("hippocampus", "hippocampus-skip", "lung"), metavar="NAME",
+    m.add_argument("--only", action="append", choices=tuple(PRETRAINED), metavar="NAME",
                    help="make only this shipped model (repeatable; the others keep their manifest entries)")
     m.set_defaults(func=_make)
 
